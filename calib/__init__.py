@@ -1,0 +1,1 @@
+# Calibration for technicians: cutoffs per strip type and lot, stored apart from the hand-written config.

@@ -1,0 +1,98 @@
+# Calibration store: TinyDB document set behind an atomic storage (temp file, fsync, rename, fsync dir).
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tinydb import Query, TinyDB
+from tinydb.storages import Storage
+
+from station.clock import now_rfc3339
+from station.errors import StationError
+from station.storage import atomic_write
+
+CALIB_FILE = "calibration.json"
+
+
+class CalibrationError(StationError):
+    pass
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB rewrites the whole file on each write; a power cut must leave the old or the new file, never half."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def read(self) -> dict | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            return json.loads(text) if text.strip() else None
+        except ValueError as exc:
+            raise CalibrationError(f"{self.path}: damaged calibration file ({exc}); restore it from a backup") from None
+
+    def write(self, data: dict) -> None:
+        atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Calibration:
+    id: str
+    strip_type: str
+    cutoff: float
+    lot: str | None
+    by: str
+    note: str
+    created_at: str
+
+
+class CalibrationStore:
+    def __init__(self, home_root: Path):
+        self.path = Path(home_root) / "calib" / CALIB_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = TinyDB(self.path, storage=AtomicJSONStorage)
+
+    def add(self, strip_type: str, cutoff: float, *, lot: str | None, by: str, note: str = "") -> Calibration:
+        if not 0 < cutoff < 10:
+            raise CalibrationError(f"cutoff {cutoff} outside 0..10 (a T/C ratio)")
+        cal = Calibration(id=uuid.uuid4().hex[:12], strip_type=strip_type, cutoff=float(cutoff), lot=lot, by=by,
+                          note=note, created_at=now_rfc3339())
+        self._db.insert(asdict(cal))
+        return cal
+
+    def history(self, strip_type: str | None = None) -> list[Calibration]:
+        docs = self._db.all() if strip_type is None else self._db.search(Query().strip_type == strip_type)
+        return [Calibration(**d) for d in docs]
+
+    def current(self, strip_type: str) -> Calibration | None:
+        """The newest calibration wins; history is kept because past results cite calibrations by id."""
+        found = self.history(strip_type)
+        return found[-1] if found else None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def calibrated_catalog(catalog: dict, home_root: Path) -> tuple[dict, dict[str, str]]:
+    """The strip-type catalog with each type's current calibrated cutoff, and which calibration id applied."""
+    from dataclasses import replace
+
+    store = CalibrationStore(home_root)
+    try:
+        out, ids = dict(catalog), {}
+        for name, st in catalog.items():
+            cal = store.current(name)
+            if cal:
+                out[name] = replace(st, cutoff=cal.cutoff)
+                ids[name] = cal.id
+        return out, ids
+    finally:
+        store.close()

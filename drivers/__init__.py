@@ -1,0 +1,1 @@
+# Hardware behind small interfaces, each with a simulated twin shipped alongside (like gpiozero's MockFactory).

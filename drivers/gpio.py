@@ -1,0 +1,109 @@
+# The operator panel: one button, green/amber/red LEDs and a buzzer on gpiozero (MockFactory in simulation).
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from station.errors import DeviceError
+
+# (green, amber, red) as "on" | "off" | "blink", and beeps: how the operator tells states apart at a glance.
+INDICATIONS: dict[str, tuple[tuple[str, str, str], int]] = {
+    "idle": (("on", "off", "off"), 0),
+    "working": (("off", "blink", "off"), 0),
+    "negative": (("on", "off", "off"), 1),
+    "positive": (("off", "off", "on"), 3),
+    "invalid": (("off", "on", "on"), 2),
+    "retake": (("off", "blink", "off"), 2),
+    "refused": (("off", "off", "blink"), 4),  # disk full or a device fault: samples are not accepted
+}
+
+
+class Panel:
+    def __init__(self, cfg, on_press: Callable[[], None]):
+        """cfg is a GpioConfig. on_press runs on gpiozero's thread, so it must only post an event."""
+        self._cfg = cfg
+        self._on_press = on_press
+        self._last_press = 0.0
+        self._lock = threading.Lock()
+        self.state = "idle"
+        try:
+            self._factory = _pin_factory(cfg.pin_factory)
+            from gpiozero import LED, Button, Buzzer
+
+            f = self._factory
+            # bounce_time is left to the app: MockPin ignores it and lgpio's varies, so debounce here.
+            self.button = Button(cfg.button_pin, pull_up=True, pin_factory=f)
+            self.green = LED(cfg.green_led_pin, pin_factory=f)
+            self.amber = LED(cfg.amber_led_pin, pin_factory=f)
+            self.red = LED(cfg.red_led_pin, pin_factory=f)
+            self.buzzer = Buzzer(cfg.buzzer_pin, pin_factory=f)
+        except DeviceError:
+            raise
+        except Exception as exc:  # gpiozero raises many types (BadPinFactory, PinInvalidPin, GPIOPinInUse …)
+            raise DeviceError(f"GPIO ({cfg.pin_factory}, button pin {cfg.button_pin}): {exc}") from exc
+        self.button.when_pressed = self._pressed
+        self.show("idle")
+
+    @property
+    def simulated(self) -> bool:
+        return self._cfg.pin_factory == "mock"
+
+    def _pressed(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_press < self._cfg.debounce_ms / 1000:
+                return
+            self._last_press = now
+        self._on_press()
+
+    def simulate_press(self) -> None:
+        """Drive the mock button pin as a finger would, so a remote press takes the hardware path."""
+        if not self.simulated:
+            raise DeviceError("simulate_press needs the mock pin factory")
+        pin = self.button.pin
+        pin.drive_low()
+        pin.drive_high()
+
+    def show(self, state: str) -> None:
+        if state not in INDICATIONS:
+            raise ValueError(f"panel state {state!r} unknown; one of {', '.join(INDICATIONS)}")
+        self.state = state
+        leds, beeps = INDICATIONS[state]
+        for led, mode in zip((self.green, self.amber, self.red), leds, strict=True):
+            if mode == "on":
+                led.on()
+            elif mode == "blink":
+                led.blink(on_time=0.25, off_time=0.25)
+            else:
+                led.off()
+        if beeps:
+            self.buzzer.beep(on_time=0.12, off_time=0.12, n=beeps)
+
+    def lights(self) -> dict[str, bool]:
+        return {"green": bool(self.green.value), "amber": bool(self.amber.value), "red": bool(self.red.value)}
+
+    def close(self) -> None:
+        for dev in (self.button, self.green, self.amber, self.red, self.buzzer):
+            dev.close()
+        self._factory.close()
+
+
+def _pin_factory(name: str):
+    if name == "mock":
+        from gpiozero.pins.mock import MockFactory
+
+        return MockFactory()
+    if name == "lgpio":
+        from gpiozero.pins.lgpio import LGPIOFactory
+
+        return LGPIOFactory()
+    if name == "rpigpio":
+        from gpiozero.pins.rpigpio import RPiGPIOFactory
+
+        return RPiGPIOFactory()
+    if name == "native":
+        from gpiozero.pins.native import NativeFactory
+
+        return NativeFactory()
+    raise DeviceError(f"gpio.pin_factory {name!r} unknown; one of mock, lgpio, rpigpio, native")

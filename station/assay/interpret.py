@@ -1,0 +1,40 @@
+# Turn line readings and quality codes into ratios and a verdict for competitive or sandwich strips.
+from __future__ import annotations
+
+from station.assay.quality import LOW_SIGNAL, NO_CONTROL_LINE, REASONS, RETAKE_CODES
+from station.assay.result import LineReading, StripScore
+from station.assay.striptype import StripType
+
+
+def control_present(c: LineReading, st: StripType) -> bool:
+    return c.found and c.peak >= st.c_min_peak and c.snr >= st.c_min_snr
+
+
+def interpret(strip: StripScore, readings: list[LineReading], st: StripType) -> None:
+    """Fill ratio, control_line, verdicts and quality in place."""
+    strip.lines = readings
+    gated = [q for q in strip.quality if q in RETAKE_CODES]
+    c = next(r for r in readings if r.name == "C")
+    strip.control_line = control_present(c, st)
+    if gated:
+        strip.verdict, strip.tc_ratio = "retake", None
+        strip.reason = REASONS[gated[0]]
+        return
+    if not strip.control_line:
+        strip.quality.append(NO_CONTROL_LINE)
+        strip.verdict, strip.tc_ratio = "invalid", None
+        strip.reason = REASONS[NO_CONTROL_LINE]
+        return
+    if c.peak < st.low_signal_peak:
+        strip.quality.append(LOW_SIGNAL)
+        strip.reason = REASONS[LOW_SIGNAL]
+    tests = [r for r in readings if r.name != "C"]
+    for t in tests:
+        ratio = max(0.0, t.area) / c.area
+        strip.tc_ratios[t.name] = ratio
+        if st.format == "competitive":
+            strip.line_verdicts[t.name] = "positive" if ratio < st.cutoff else "negative"
+        else:
+            strip.line_verdicts[t.name] = "positive" if t.found and t.area >= st.t_threshold else "negative"
+    strip.tc_ratio = strip.tc_ratios[tests[0].name] if len(tests) == 1 else min(strip.tc_ratios.values())
+    strip.verdict = "positive" if "positive" in strip.line_verdicts.values() else "negative"

@@ -1,0 +1,95 @@
+# score_image: the whole reading of one photograph, cassette by cassette.
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from station.assay import quality as q
+from station.assay.interpret import interpret
+from station.assay.lines import measure_lines
+from station.assay.locate import find_blobs
+from station.assay.profile import absorbance_profile, membrane_crop
+from station.assay.qr import decode_cards, nearest
+from station.assay.result import ImageScore, StripScore
+from station.assay.striptype import StripType
+from station.assay.window import expected_window, find_window, refine_pose, upright
+
+
+def _to_image(mat: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ mat[:, :2].T + mat[:, 2]
+
+
+def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
+    center, angle, width, length = blob.center, blob.angle, blob.width, blob.length
+    if not blob.cut_off:
+        center, angle, width, length = refine_pose(bgr, center, angle, width, length)
+    strip = StripScore(slot=slot, center=center, angle=angle, size=(width, length))
+    box = cv2.boxPoints(((center[0], center[1]), (width, length), angle))
+    strip.box = box
+    if blob.cut_off:
+        strip.quality.append(q.CUT_OFF)
+    if abs(angle) > q.MAX_TILT_DEG:
+        strip.quality.append(q.TILTED)
+    if strip.quality:
+        strip.reason = q.REASONS[strip.quality[0]]
+        return strip
+    up = upright(bgr, center, angle, width, length)
+    blur = q.edge_blur_px(up)
+    strip.blur_px = blur
+    # Judged against the expected line width: blur wider than a line smears it into the baseline.
+    line_sigma_px = st.line_sigma * (st.window[3] - st.window[1]) * length
+    if blur is not None and blur > q.blur_limit_px(line_sigma_px):
+        strip.quality.append(q.BLURRED)
+        strip.reason = q.REASONS[q.BLURRED]
+        return strip
+    win = find_window(up, st)
+    if win is None:
+        # A lamp reflection or clipped white hides the window's edges; say so, it is the fixable cause.
+        expected = expected_window(up, st)
+        strip.quality += q.exposure_codes(membrane_crop(up.patch, expected, inset_x=0.1, inset_y=0.05), up) or [
+            q.WINDOW_NOT_FOUND]
+        strip.reason = q.REASONS[strip.quality[0]]
+        return strip
+    strip.window_poly = _to_image(up.matrix, np.array(
+        [[win.x0, win.y0], [win.x1, win.y0], [win.x1, win.y1], [win.x0, win.y1]], np.float64))
+    strip.quality += q.exposure_codes(membrane_crop(up.patch, win, inset_x=0.06, inset_y=0.02), up)
+    crop = membrane_crop(up.patch, win)
+    prof = absorbance_profile(crop)
+    readings, base, noise = measure_lines(prof, st)
+    strip.profile, strip.baseline, strip.noise = prof, base, noise
+    ya = win.y0 + 0.015 * (win.y1 - win.y0)
+    yb = win.y1 - 0.015 * (win.y1 - win.y0)
+    for r in readings:
+        v = yb - r.position * (yb - ya)
+        strip.line_points.append((r.name, _to_image(up.matrix, np.array([[win.x0, v], [win.x1, v]]))))
+    interpret(strip, readings, st)
+    return strip
+
+
+def score_image(bgr: np.ndarray, strip_type: StripType, *, want_debug: bool = False) -> ImageScore:
+    """Read every cassette in a BGR photograph. Pure: no I/O; never raises on odd pictures."""
+    if bgr is None or not isinstance(bgr, np.ndarray) or bgr.ndim != 3 or bgr.shape[2] != 3:
+        return ImageScore([], strip_type.name, error="not a 3-channel colour photograph")
+    if bgr.dtype != np.uint8:
+        return ImageScore([], strip_type.name, error=f"expected 8-bit pixels, got {bgr.dtype}")
+    H, W = bgr.shape[:2]
+    if min(H, W) < 200:
+        return ImageScore([], strip_type.name, size=(W, H), reason=(
+            f"photograph too small ({W}x{H}): the tray camera must give at least 1280x960"))
+    blobs = find_blobs(bgr, strip_type)
+    cassettes = [b for b in blobs if b.kind == "cassette"]
+    cards = [b for b in blobs if b.kind == "card"]
+    strips = [score_strip(bgr, b, i, strip_type) for i, b in enumerate(cassettes)]
+    if not want_debug:
+        for s in strips:
+            s.profile = s.baseline = None
+    codes = decode_cards(bgr, cards) if cards else []
+    for code in codes:
+        i = nearest([s.center for s in strips], code["center"])
+        code["slot"] = i
+        if i is not None and strips[i].qr is None:
+            strips[i].qr = code["text"]
+    reason = None
+    if not strips:
+        reason = "no cassette found: place cassettes face up on the tray, well toward you, fully in view"
+    return ImageScore(strips, strip_type.name, reason=reason, qr_codes=codes, size=(W, H))

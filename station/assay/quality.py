@@ -1,0 +1,106 @@
+# Quality gates: photographs the reader must refuse (retake) rather than guess from.
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from station.assay.profile import SRGB_TO_LINEAR
+from station.assay.window import Upright
+
+GLARE = "GLARE"
+OVEREXPOSED = "OVEREXPOSED"
+UNDEREXPOSED = "UNDEREXPOSED"
+BLURRED = "BLURRED"
+TILTED = "TILTED"
+WINDOW_NOT_FOUND = "WINDOW_NOT_FOUND"
+CUT_OFF = "CUT_OFF"
+NO_CONTROL_LINE = "NO_CONTROL_LINE"
+LOW_SIGNAL = "LOW_SIGNAL"
+NOISY = "NOISY"
+
+# Codes that make a reading untrustworthy: verdict "retake", no ratio.
+RETAKE_CODES = frozenset({GLARE, OVEREXPOSED, UNDEREXPOSED, BLURRED, TILTED, WINDOW_NOT_FOUND, CUT_OFF, NOISY})
+
+MAX_TILT_DEG = 20.0
+SATURATED = 250          # sRGB code treated as clipped
+GLARE_RISE = 1.25        # membrane pixels this much brighter than its clean background are specular
+GLARE_FRACTION = 0.01
+OVER_FRACTION = 0.25
+UNDER_LINEAR = 0.05      # membrane below 5 % of full scale (sRGB code ~63): too few code values per line
+
+REASONS = {
+    GLARE: "specular glare on the result window: tilt the lamp or shade the tray and photograph again",
+    OVEREXPOSED: "the window is over-exposed (white clipped): reduce exposure or lamp brightness and retake",
+    UNDEREXPOSED: "the photograph is too dark to read the lines: switch the lamp on or raise exposure",
+    BLURRED: "the photograph is out of focus: check the camera focus, keep the tray still and retake",
+    TILTED: f"the cassette is turned more than {MAX_TILT_DEG:.0f} degrees: lay it straight, well toward you",
+    WINDOW_NOT_FOUND: "the result window was not found: is the cassette face up and is it this strip type?",
+    CUT_OFF: "the cassette is cut off by the frame edge: move it toward the middle of the tray",
+    NO_CONTROL_LINE: "no control line: the test did not run; repeat with a new cassette",
+    LOW_SIGNAL: "the control line is faint: the reading is kept, but check the cassette lot and timing",
+    NOISY: "the membrane signal is too noisy to read: check the lighting and camera",
+}
+
+
+def body_overexposed(up: Upright) -> bool:
+    """Most of the white body clipped means the exposure, not a local reflection, is at fault."""
+    m, w, L = up.margin, up.width, up.length
+    # Every third pixel of the green channel is plenty to judge a fraction, at a tenth of the cost.
+    body = up.patch[int(m + 0.05 * L):int(m + 0.95 * L):3, int(m + 0.05 * w):int(m + 0.95 * w):3, 1]
+    return body.size > 0 and float(np.count_nonzero(body >= SATURATED)) / body.size >= OVER_FRACTION
+
+
+def exposure_codes(window_bgr: np.ndarray, up: Upright) -> list[str]:
+    """Exposure and glare over the whole visible membrane."""
+    if window_bgr.size == 0:
+        return [WINDOW_NOT_FOUND]
+    if body_overexposed(up):
+        return [OVEREXPOSED]
+    green = window_bgr[:, :, 1]
+    clipped = float(np.mean(window_bgr.max(axis=2) >= SATURATED))
+    lin = SRGB_TO_LINEAR[green]
+    lin_med = float(np.median(lin))
+    if lin_med < UNDER_LINEAR:
+        return [UNDEREXPOSED]
+    # Lines only darken the membrane, so its upper quartile is clean background; a patch well above
+    # that is a reflection of the lamp.
+    ref = float(np.percentile(lin, 75))
+    bright = cv2.blur(lin, (3, 3)) > GLARE_RISE * ref
+    if float(np.mean(bright)) > GLARE_FRACTION or clipped > 0.002:
+        return [GLARE]
+    return []
+
+
+def edge_blur_px(up: Upright) -> float | None:
+    """Gaussian sigma (px) of the cassette's long edges: a blurred step of height h peaks at h/(sigma*sqrt(2pi))."""
+    grey = cv2.cvtColor(up.patch, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    m, w, L = up.margin, up.width, up.length
+    sig = []
+    for r0, r1 in ((0.1, 0.22), (0.55, 0.7)):
+        rows = grey[int(m + r0 * L):int(m + r1 * L)]
+        if rows.size == 0:
+            continue
+        prof = rows.mean(axis=0)
+        for centre, sign in ((m, 1.0), (m + w, -1.0)):
+            a, b = int(centre - 0.9 * m), int(centre + 0.9 * m)
+            a, b = max(0, a), min(len(prof), b)
+            seg = prof[a:b] * sign
+            if len(seg) < 6:
+                continue
+            k = max(2, len(seg) // 5)
+            outer, inner = (seg[:k], seg[-k:]) if sign > 0 else (seg[-k:], seg[:k])
+            step = abs(float(np.median(inner)) - float(np.median(outer)))
+            g = float(np.max(np.abs(np.gradient(seg))))
+            if step < 20 or g <= 0:
+                continue
+            sig.append(step / (g * math.sqrt(2 * math.pi)))
+    if not sig:
+        return None
+    return float(np.median(sig))
+
+
+def blur_limit_px(line_sigma_px: float) -> float:
+    # A blur wider than the lines themselves smears them into the baseline.
+    return max(3.0, 1.0 * line_sigma_px)

@@ -1,0 +1,33 @@
+# `station init`: make a station home with a commented config, a fresh signing key and the data folders.
+from __future__ import annotations
+
+import argparse
+
+from station.cli.common import add_home, home_of
+from station.home import init_home
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("init", help="create a station home (config, signing key, folders)")
+    add_home(p)
+    p.add_argument("--station", required=True, help="station id, e.g. st-0001")
+    p.add_argument("--grid", required=True, help="district/town/village")
+    p.add_argument("--broker", default="", help="mqtt://HOST:PORT or mqtts://HOST:PORT (default: offline)")
+    p.add_argument("--ca-file", default="", help="town broker CA certificate (mqtts)")
+    p.add_argument("--cert-file", default="", help="station client certificate (mqtts)")
+    p.add_argument("--key-file", default="", help="station client certificate key (mqtts)")
+    p.add_argument("--town-key", help="town public key (JWK) to trust for acks and commands")
+    p.add_argument("--sim-images", metavar="DIR", help="simulate the camera with this folder of photographs "
+                   "and the button with the control socket and gpiozero's MockFactory")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    path = init_home(home, station=args.station, grid=args.grid, broker=args.broker, sim_images=args.sim_images,
+                     ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
+                     town_key=args.town_key)
+    print(f"station home ready: {path}")
+    print(f"next: station pubkey --home {home.root}   (give this key to the town)")
+    print(f"      station run --home {home.root}")
+    return 0

@@ -1,0 +1,37 @@
+# `station press`: exactly what the physical button does; prints the results of that press once recorded.
+from __future__ import annotations
+
+import argparse
+
+from station.cli.common import add_home, home_of, print_json, table
+from station.control import request
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("press", help="press the button (through the running daemon)")
+    add_home(p)
+    p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting for results")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--sample", help="sample id to record (default: QR on the photograph, else generated)")
+    p.add_argument("--strip-type", help="strip type for this sample (default: the configured one)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    reply = request(home.control_socket, {"cmd": "press", "wait": not args.no_wait, "sample": args.sample,
+                                           "strip_type": args.strip_type})
+    if args.json:
+        print_json(reply)
+    elif reply.get("queued"):
+        print("pressed")
+    else:
+        rows = [[r["id"], r["sample"], r["slot"], r["verdict"], "-" if r["tc_ratio"] is None else
+                 f"{r['tc_ratio']:.3f}", ",".join(r["quality"]) or "-"] for r in reply.get("results", [])]
+        if rows:
+            print(table(rows, ["id", "sample", "slot", "verdict", "T/C", "quality"]))
+        if reply.get("retake"):
+            print(f"retake: {reply['retake']}")
+        if reply.get("error"):
+            print(f"error: {reply['error']}")
+    return 0 if reply.get("ok") else 1

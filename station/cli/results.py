@@ -1,0 +1,52 @@
+# `station results`: the local results with their delivery state, read straight from the journal.
+from __future__ import annotations
+
+import argparse
+import json
+
+from station.cli.common import add_home, home_of, print_json, table
+from station.errors import StationError
+from station.journal import Journal
+from station.signing import b64url_decode
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("results", help="list local results and their delivery state")
+    add_home(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50, help="newest N results (default 50)")
+    p.set_defaults(func=run)
+
+
+def delivery(entry) -> str:
+    if entry.quarantined:
+        return f"quarantined: {entry.quarantined}"
+    if entry.acked:
+        return "acked by town"
+    return "published, awaiting town ack" if entry.published else "queued"
+
+
+def run(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    if not home.journal.exists():
+        raise StationError(f"{home.journal}: no journal yet (has the daemon run in this home?)")
+    # The daemon may hold the journal open; a reader needs no integrity scan, the daemon ran one at start.
+    with Journal(home.journal, check=False) as journal:
+        entries = journal.entries(limit=args.limit)
+        stats = journal.stats()
+    out = []
+    for e in entries:
+        payload = json.loads(b64url_decode(json.loads(e.message)["payload"]))
+        out.append({"seq": e.seq, "id": e.id, "sample": e.sample_id, "verdict": e.verdict,
+                    "tc_ratio": payload["reading"].get("tc_ratio"), "read_at": payload["time"]["read_at"],
+                    "slot": payload["strip"]["slot"], "delivery": delivery(e)})
+    if args.json:
+        print_json({"results": out, "last_seq": stats.last_seq, "acked_seq": stats.acked_seq,
+                    "unacked": stats.unacked})
+        return 0
+    rows = [[r["seq"], r["sample"], r["slot"], r["verdict"],
+             "-" if r["tc_ratio"] is None else f"{r['tc_ratio']:.3f}", r["read_at"], r["delivery"]] for r in out]
+    print(table(rows, ["seq", "sample", "slot", "verdict", "T/C", "read at", "delivery"]))
+    print(f"{stats.last_seq} results; town acknowledged up to seq {stats.acked_seq}; {stats.unacked} not yet "
+          "acknowledged")
+    return 0

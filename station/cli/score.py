@@ -1,0 +1,92 @@
+# `station score IMAGE...`: read cassettes in photographs and print one reading per cassette.
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from station.assay import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, ImageScore, StripType, score_image
+from station.assay.debug import render_debug
+
+
+def read_image(path: str) -> tuple[np.ndarray | None, str | None]:
+    """(BGR image, None) or (None, a one-line reason naming the file)."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        return None, f"cannot read {path}: {exc.strerror or exc}"
+    if data.size == 0:
+        return None, f"cannot read {path}: the file is empty"
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        return None, f"cannot read {path}: not a decodable image (JPEG or PNG expected)"
+    return img, None
+
+
+def score_file(path: str, strip_type: StripType, *, want_debug: bool = False) -> tuple[ImageScore, np.ndarray | None]:
+    img, err = read_image(path)
+    if img is None:
+        return ImageScore([], strip_type.name, error=err), None
+    return score_image(img, strip_type, want_debug=want_debug), img
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("score", help="read colloidal-gold cassettes in photographs",
+                       description="Find every cassette in each photograph and read its lines.")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="print one JSON array, one object per image")
+    p.add_argument("--strip-type", default=DEFAULT_STRIP_TYPE, choices=sorted(BUILTIN_STRIP_TYPES),
+                   help=f"built-in strip type (default {DEFAULT_STRIP_TYPE})")
+    p.add_argument("--debug-dir", metavar="DIR", help="write an annotated image per photograph here")
+    p.set_defaults(func=run)
+
+
+def _table(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        lines.append(r["image"])
+        if r["error"]:
+            lines.append(f"  error: {r['error']}")
+            continue
+        if not r["strips"]:
+            lines.append(f"  {r.get('reason') or 'no cassette found'}")
+            continue
+        lines.append(f"  {'slot':>4}  {'center':>13}  {'T/C':>6}  {'C':>3}  {'verdict':<8}  quality")
+        for s in r["strips"]:
+            ratio = "-" if s["tc_ratio"] is None else f"{s['tc_ratio']:.3f}"
+            centre = f"{s['center'][0]:.0f},{s['center'][1]:.0f}"
+            lines.append(f"  {s['slot']:>4}  {centre:>13}  {ratio:>6}  {'yes' if s['control_line'] else 'no':>3}"
+                         f"  {s['verdict']:<8}  {','.join(s['quality']) or 'ok'}")
+            if s.get("reason"):
+                lines.append(f"        {s['reason']}")
+            if s.get("qr"):
+                lines.append(f"        qr: {s['qr']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    st = BUILTIN_STRIP_TYPES[args.strip_type]
+    want_debug = bool(args.debug_dir)
+    if want_debug:
+        os.makedirs(args.debug_dir, exist_ok=True)
+    results, unreadable = [], 0
+    for path in args.images:
+        score, img = score_file(path, st, want_debug=want_debug)
+        if score.error:
+            unreadable += 1
+        results.append(score.to_json(image=path))
+        if want_debug and img is not None:
+            out = Path(args.debug_dir) / (Path(path).stem + ".debug.jpg")
+            if not cv2.imwrite(str(out), render_debug(img, score)):
+                print(f"station score: cannot write {out}", file=sys.stderr)
+    if args.json:
+        json.dump(results, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print(_table(results))
+    return 1 if unreadable else 0

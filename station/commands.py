@@ -1,0 +1,193 @@
+# Town <-> station control messages: signed acks, commands (resend) and station checkpoints.
+# Pure functions: building and verifying them needs no MQTT, so every refusal path is unit-testable.
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from station.errors import SignatureError, StationError
+from station.signing import jws_header, sign_jws, verify_jws
+
+RESULT_TYP = "nongan-result+json"
+ACK_TYP = "nongan-ack+json"
+CMD_TYP = "nongan-cmd+json"
+CHECKPOINT_TYP = "nongan-checkpoint+json"
+WITHHELD_TYP = "nongan-withheld+json"
+
+KNOWN_COMMANDS = ("resend",)
+MAX_TTL_S = 24 * 3600          # a command may not claim to be valid for more than a day
+CLOCK_SKEW_S = 30              # tolerated clock difference between town and a synchronised station
+MAX_RESEND_RANGE = 100_000
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Refused(StationError):
+    """A town message (ack or command) was refused; str() is the one-line reason."""
+
+    def __init__(self, kind: str, reason: str):
+        self.kind, self.reason = kind, reason
+        super().__init__(f"{kind} refused: {reason}")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def utc_now_iso(now: float | None = None) -> str:
+    t = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _int(payload: dict, key: str, kind: str, minimum: int = 0) -> int:
+    value = payload.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise Refused(kind, f"field {key!r} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _verify(kind: str, message: bytes, key: Ed25519PublicKey | None, typ: str, station_path: str) -> dict:
+    if key is None:
+        raise Refused(kind, "no trusted town key configured; cannot verify")
+    try:
+        payload = verify_jws(message, key, typ=typ)
+    except SignatureError as exc:
+        raise Refused(kind, f"bad signature or format: {exc}") from None
+    if payload.get("v") != 1:
+        raise Refused(kind, f"unsupported version v={payload.get('v')!r}")
+    if payload.get("station") != station_path:
+        raise Refused(kind, f"addressed to station {payload.get('station')!r}, this is {station_path!r}")
+    return payload
+
+
+# ---------------------------------------------------------------- acks
+
+
+@dataclass(frozen=True)
+class Ack:
+    acked_seq: int
+    head: str
+    time: str
+    checkpoint: dict | None
+    message: bytes = field(repr=False)
+
+
+def build_ack(key: Ed25519PrivateKey, kid: str, station_path: str, acked_seq: int, head: str,
+              checkpoint: dict | None = None, now: float | None = None) -> bytes:
+    payload = {"v": 1, "station": station_path, "acked_seq": acked_seq, "head": head, "time": utc_now_iso(now)}
+    if checkpoint is not None:
+        payload["checkpoint"] = checkpoint
+    return sign_jws(payload, key, kid, ACK_TYP)
+
+
+def verify_ack(message: bytes, town_key: Ed25519PublicKey | None, station_path: str) -> Ack:
+    """Signature, typ, version, station path and field shapes. The head check against the journal is the
+    caller's (it needs the journal): see Publisher._handle_ack."""
+    p = _verify("ack", message, town_key, ACK_TYP, station_path)
+    seq = _int(p, "acked_seq", "ack", 1)
+    head = p.get("head")
+    if not isinstance(head, str) or not _HEX64.match(head):
+        raise Refused("ack", f"head must be 64 lowercase hex digits, got {head!r}")
+    cp = p.get("checkpoint")
+    if cp is not None:
+        if not isinstance(cp, dict):
+            raise Refused("ack", "checkpoint must be an object")
+        _int(cp, "seq", "ack", 1)
+        for k in ("head", "jws_sha256"):
+            if not isinstance(cp.get(k), str) or not _HEX64.match(cp[k]):
+                raise Refused("ack", f"checkpoint.{k} must be 64 lowercase hex digits")
+    t = p.get("time")
+    return Ack(seq, head, t if isinstance(t, str) else "", cp, message)
+
+
+def ack_time_unix(ack: Ack) -> float | None:
+    """The town's signed clock reading, usable as a trusted time source when the station clock is not synced."""
+    try:
+        return datetime.fromisoformat(ack.time.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return None
+
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Command:
+    cmd: str
+    from_seq: int
+    to_seq: int
+    nonce: str
+    expires: int
+    expiry_checked: bool
+    message: bytes = field(repr=False)
+
+
+def build_resend(key: Ed25519PrivateKey, kid: str, station_path: str, from_seq: int, to_seq: int,
+                 nonce: str, expires: int) -> bytes:
+    payload = {"v": 1, "station": station_path, "cmd": "resend", "from_seq": from_seq, "to_seq": to_seq,
+               "nonce": nonce, "expires": expires}
+    return sign_jws(payload, key, kid, CMD_TYP)
+
+
+def verify_command(message: bytes, town_key: Ed25519PublicKey | None, station_path: str, *,
+                   now: float | None, remember_nonce: Callable[[str, int], bool]) -> Command:
+    """Verify a town command; raises Refused with the reason.
+
+    `now` is a TRUSTED unix time or None. The caller passes the station clock only when it is NTP
+    synchronised, else the town's signed time from the newest verified ack plus monotonic time elapsed
+    since, else None. With None, expiry cannot be judged: only idempotent commands (resend) are accepted,
+    still only once per nonce (nonces are remembered until their expiry). The nonce is consumed last,
+    so a command refused for another reason does not burn it.
+    """
+    p = _verify("command", message, town_key, CMD_TYP, station_path)
+    cmd = p.get("cmd")
+    if cmd not in KNOWN_COMMANDS:
+        raise Refused("command", f"unknown command {cmd!r} (this station knows {', '.join(KNOWN_COMMANDS)})")
+    from_seq = _int(p, "from_seq", "command", 1)
+    to_seq = _int(p, "to_seq", "command", 1)
+    if to_seq < from_seq:
+        raise Refused("command", f"empty range from_seq={from_seq} > to_seq={to_seq}")
+    if to_seq - from_seq >= MAX_RESEND_RANGE:
+        raise Refused("command", f"range {from_seq}..{to_seq} larger than {MAX_RESEND_RANGE}")
+    expires = _int(p, "expires", "command", 1)
+    nonce = p.get("nonce")
+    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
+        raise Refused("command", "nonce must be a string of 8..128 characters")
+    if now is not None:
+        if expires < now - CLOCK_SKEW_S:
+            raise Refused("command", f"expired {int(now - expires)} s ago")
+        if expires > now + MAX_TTL_S + CLOCK_SKEW_S:
+            raise Refused("command", f"expiry {int(expires - now)} s ahead exceeds the {MAX_TTL_S} s limit")
+    if not remember_nonce(nonce, expires):
+        raise Refused("command", f"nonce {nonce!r} already used (replay)")
+    return Command(cmd, from_seq, to_seq, nonce, expires, now is not None, message)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def build_checkpoint(key: Ed25519PrivateKey, kid: str, station_path: str, seq: int, head: str, boot: str,
+                     now: float | None = None) -> bytes:
+    payload = {"v": 1, "station": station_path, "seq": seq, "head": head, "boot": boot, "time": utc_now_iso(now)}
+    return sign_jws(payload, key, kid, CHECKPOINT_TYP)
+
+
+def build_withheld(key: Ed25519PrivateKey, kid: str, station_path: str, seq: int, msg_hash: str, size: int,
+                   reason: str, now: float | None = None) -> bytes:
+    """Signed notice that result `seq` exists (hash, size) but cannot be sent over MQTT (quarantined)."""
+    payload = {"v": 1, "station": station_path, "seq": seq, "msg_hash": msg_hash, "size": size,
+               "reason": reason, "time": utc_now_iso(now)}
+    return sign_jws(payload, key, kid, WITHHELD_TYP)
+
+
+def message_typ(message: bytes) -> str | None:
+    try:
+        t = jws_header(message).get("typ")
+    except SignatureError:
+        return None
+    return t if isinstance(t, str) else None

@@ -1,0 +1,229 @@
+# Strict TOML station config → frozen dataclasses; unknown keys and out-of-range values name file, line and limits.
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from station.errors import ConfigError
+
+CONFIG_NAME = "station.toml"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _bounds(lo: float | None = None, hi: float | None = None, choices: tuple = (), doc: str = "") -> dict:
+    return {"lo": lo, "hi": hi, "choices": choices, "doc": doc}
+
+
+@dataclass(frozen=True)
+class StationIdentity:
+    id: str = field(default="", metadata=_bounds(doc="station id, e.g. st-0001"))
+    grid: str = field(default="", metadata=_bounds(doc="district/town/village"))
+    key_file: str = field(default="keys/station.key", metadata=_bounds(doc="Ed25519 signing key (PEM)"))
+    key_serial: int = field(default=1, metadata=_bounds(1, 1_000_000))
+
+    @property
+    def station_id(self) -> str:
+        return self.id
+
+    @property
+    def path(self) -> str:
+        return f"{self.grid}/{self.id}"
+
+    @property
+    def kid(self) -> str:
+        return f"{self.id}/{self.key_serial}"
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str = field(default="", metadata=_bounds(doc='mqtt://HOST:PORT or mqtts://HOST:PORT; "" = offline'))
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    keepalive_s: int = field(default=30, metadata=_bounds(5, 600))
+    max_payload_bytes: int = field(default=131072, metadata=_bounds(4096, 250_000))
+    client_id: str = ""
+    checkpoint_every: int = field(default=50, metadata=_bounds(1, 100_000))
+
+
+@dataclass(frozen=True)
+class TownConfig:
+    trust_key: str = field(default="trust/town.jwk", metadata=_bounds(doc="town public key (JWK) for acks/commands"))
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    driver: str = field(default="folder", metadata=_bounds(choices=("folder", "v4l2")))
+    folder: str = field(default="sim-images", metadata=_bounds(doc="photographs the simulated camera serves"))
+    device: str = field(default="/dev/video0", metadata=_bounds(doc="V4L2 device path or index"))
+    width: int = field(default=1640, metadata=_bounds(320, 4656))
+    height: int = field(default=1232, metadata=_bounds(240, 3496))
+    warmup_frames: int = field(default=5, metadata=_bounds(0, 60))
+    jpeg_quality: int = field(default=92, metadata=_bounds(75, 100))
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    pin_factory: str = field(default="mock", metadata=_bounds(choices=("mock", "lgpio", "rpigpio", "native")))
+    button_pin: int = field(default=17, metadata=_bounds(0, 27))
+    green_led_pin: int = field(default=22, metadata=_bounds(0, 27))
+    amber_led_pin: int = field(default=23, metadata=_bounds(0, 27))
+    red_led_pin: int = field(default=27, metadata=_bounds(0, 27))
+    buzzer_pin: int = field(default=24, metadata=_bounds(0, 27))
+    debounce_ms: int = field(default=50, metadata=_bounds(0, 1000))
+
+
+@dataclass(frozen=True)
+class AssayConfig:
+    strip_type: str = field(default="pesticide-generic", metadata=_bounds(doc="name in the strip-type catalog"))
+    wait_incubation: bool = False
+    retakes: int = field(default=1, metadata=_bounds(0, 5, doc="extra photographs when a gate asks for a retake"))
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    warn_pct: float = field(default=80.0, metadata=_bounds(10, 99))
+    refuse_pct: float = field(default=95.0, metadata=_bounds(10, 99.9))
+    keep_images_days: int = field(default=365, metadata=_bounds(1, 3650))
+
+
+_TABLES: dict[str, type] = {
+    "station": StationIdentity,
+    "broker": BrokerConfig,
+    "town": TownConfig,
+    "camera": CameraConfig,
+    "gpio": GpioConfig,
+    "assay": AssayConfig,
+    "storage": StorageConfig,
+}
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    home: Path
+    source: Path
+    station: StationIdentity
+    broker: BrokerConfig
+    town: TownConfig
+    camera: CameraConfig
+    gpio: GpioConfig
+    assay: AssayConfig
+    storage: StorageConfig
+    strip_types: dict = field(default_factory=dict)
+
+    def resolve(self, path: str) -> Path:
+        """Config paths are relative to the station home."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def strip_type(self):
+        return self.strip_types[self.assay.strip_type]
+
+
+def _line_of(text: str, table: str | None, key: str) -> int | None:
+    """tomllib keeps no positions; find the line so the operator can go straight to it."""
+    lines = text.splitlines()
+    start = 0
+    if table:
+        header = re.compile(rf"^\s*\[\[?\s*{re.escape(table)}\s*\]\]?\s*(#.*)?$")
+        for i, line in enumerate(lines):
+            if header.match(line):
+                start = i
+                if not key:
+                    return i + 1
+                break
+    pat = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+    for i in range(start, len(lines)):
+        if pat.match(lines[i]):
+            return i + 1
+    return None
+
+
+def _check_value(path: str, text: str, table: str, f: dataclasses.Field, value: Any) -> Any:
+    key = f"{table}.{f.name}"
+    line = _line_of(text, table, f.name)
+    want = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise ConfigError(path, key, f"must be {want.__name__}, got {type(value).__name__} {value!r}", line)
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(path, key, f"{value!r} not allowed; one of {', '.join(meta['choices'])}", line)
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(path, key, f"{value} out of range {lo}..{hi}", line)
+    return value
+
+
+def _build(path: str, text: str, table: str, cls: type, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(path, table, "must be a table, e.g. [" + table + "]", _line_of(text, None, table))
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(path, f"{table}.{key}", f"unknown key; allowed: {', '.join(known)}",
+                              _line_of(text, table, key))
+    return cls(**{k: _check_value(path, text, table, known[k], v) for k, v in data.items()})
+
+
+def _check_identity(path: str, text: str, ident: StationIdentity) -> None:
+    if not _ID_RE.match(ident.id):
+        raise ConfigError(path, "station.id", f"{ident.id!r} must be 1-63 letters, digits, '-', '_' or '.'",
+                          _line_of(text, "station", "id"))
+    parts = ident.grid.split("/")
+    if len(parts) != 3 or not all(_ID_RE.match(p) for p in parts):
+        raise ConfigError(path, "station.grid", f"{ident.grid!r} must be district/town/village",
+                          _line_of(text, "station", "grid"))
+
+
+def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None) -> StationConfig:
+    from station.assay.striptype import BUILTIN_STRIP_TYPES, strip_type_from_dict
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(path, "", f"not valid TOML: {exc}", int(m.group(1)) if m else None) from None
+    for key in data:
+        if key not in _TABLES and key != "strip_types":
+            raise ConfigError(path, key, f"unknown table; allowed: {', '.join([*_TABLES, 'strip_types'])}",
+                              _line_of(text, None, key) or _line_of(text, key, ""))
+    parts = {name: _build(path, text, name, cls, data.get(name, {})) for name, cls in _TABLES.items()}
+    _check_identity(path, text, parts["station"])
+    storage = parts["storage"]
+    if storage.warn_pct >= storage.refuse_pct:
+        raise ConfigError(path, "storage.warn_pct", f"{storage.warn_pct} must be below refuse_pct "
+                          f"{storage.refuse_pct}", _line_of(text, "storage", "warn_pct"))
+    catalog = dict(BUILTIN_STRIP_TYPES)
+    raw_types = data.get("strip_types", [])
+    if not isinstance(raw_types, list):
+        raise ConfigError(path, "strip_types", "must be an array of tables: [[strip_types]]")
+    for i, raw in enumerate(raw_types):
+        where = f"{path}: strip_types[{i}]"
+        try:
+            st = strip_type_from_dict(raw, where)
+        except ValueError as exc:
+            raise ConfigError(path, f"strip_types[{i}]", str(exc).removeprefix(where + ": ")) from None
+        catalog[st.name] = st
+    if parts["assay"].strip_type not in catalog:
+        raise ConfigError(path, "assay.strip_type", f"{parts['assay'].strip_type!r} not in the catalog; known: "
+                          f"{', '.join(sorted(catalog))}", _line_of(text, "assay", "strip_type"))
+    home = home if home is not None else Path(path).resolve().parent
+    return StationConfig(home=home, source=Path(path), strip_types=catalog, **parts)
+
+
+def load_config(home: Path) -> StationConfig:
+    path = Path(home) / CONFIG_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "no config file here; create one with `station init`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc}") from None
+    return parse_config(text, path=str(path), home=Path(home).resolve())

@@ -1,0 +1,344 @@
+# The station daemon: one loop owns all state; button, socket, worker and MQTT threads only post events to it.
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from calib.store import calibrated_catalog
+from station import clock, sdnotify, signing, storage, workflow
+from station.config import StationConfig
+from station.errors import StationError
+from station.home import Home, signing_key_path
+from station.journal import Journal
+
+log = logging.getLogger("station.daemon")
+
+TICK_S = 1.0
+STATUS_EVERY_S = 30.0
+REPLY_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Event:
+    kind: str  # press | scored | incubated | publisher | stop
+    data: Any = None
+
+
+class Daemon:
+    def __init__(self, cfg: StationConfig, home: Home, disk_usage: Callable = shutil.disk_usage):
+        self.cfg, self.home = cfg, home
+        self._disk_usage = disk_usage  # injectable so a nearly full disk can be tested without filling one
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.job: workflow.Job | None = None
+        self.state = "starting"
+        self.boot = clock.boot_counter(home.state)
+        self.key = signing.load_private_key(signing_key_path(home, cfg.station.key_file))
+        self.journal = Journal(home.journal)
+        self.strip_types, self.calibration_ids = calibrated_catalog(cfg.strip_types, home.root)
+        self.disk = self._disk()
+        self.camera = None
+        self.panel = None
+        self.publisher = None
+        self.control = None
+        self._last_status = 0.0
+        self._pending: list[dict] = []  # socket presses waiting for the simulated button to fire
+        self._pending_lock = threading.Lock()
+
+    # ---- start / stop -------------------------------------------------------------------------------
+    def start(self) -> None:
+        from drivers.camera import open_camera
+        from drivers.gpio import Panel
+        from station.control import ControlServer
+
+        self.camera = open_camera(self.cfg.camera, lambda p: self.cfg.resolve(p))
+        self.panel = Panel(self.cfg.gpio, lambda: self.post("press", {"origin": "button"}))
+        if self.cfg.broker.url:
+            self.publisher = self._make_publisher()
+            self.publisher.start()
+        else:
+            log.warning("broker.url is empty: running offline; results stay queued in the journal")
+        self.control = ControlServer(self.home.control_socket, self._control_request)
+        self.control.start()
+        self.state = "idle"
+        stats = self.journal.stats()
+        log.info("station %s ready: boot %d, last seq %d, town acked %d, %d unacknowledged, disk %.1f%%",
+                 self.cfg.station.path, self.boot, stats.last_seq, stats.acked_seq, stats.unacked,
+                 self.disk.used_pct)
+        self._indicate_ready()
+        sdnotify.notify("READY=1", f"STATUS=idle, last seq {stats.last_seq}")
+
+    def _make_publisher(self):
+        from station.publisher import Publisher
+
+        trust = self.cfg.resolve(self.cfg.town.trust_key)
+        return Publisher(
+            self.cfg.broker, self.cfg.station, self.key, self.home.journal,
+            str(trust) if trust.is_file() else None,
+            on_event=lambda ev: self.post("publisher", ev),
+            base_dir=self.cfg.home, clock_synced=clock.clock_synced, boot=self.boot,
+        )
+
+    def stop(self) -> None:
+        sdnotify.notify("STOPPING=1")
+        if self.control:
+            self.control.close()
+        if self.publisher:
+            self.publisher.stop(timeout=5)
+        if self.panel:
+            self.panel.close()
+        if self.camera:
+            self.camera.close()
+        self.journal.close()
+
+    # ---- events -------------------------------------------------------------------------------------
+    def post(self, kind: str, data: Any = None) -> None:
+        self.events.put(Event(kind, data))
+
+    def run(self) -> None:
+        """Foreground daemon: signals post a stop, so shutdown happens between events, never inside one."""
+        signal.signal(signal.SIGTERM, lambda *_: self.post("stop"))
+        signal.signal(signal.SIGINT, lambda *_: self.post("stop"))
+        self.start()
+        try:
+            self.serve()
+        finally:
+            self.stop()
+
+    def serve(self) -> None:
+        last_tick = 0.0
+        while True:
+            try:
+                ev = self.events.get(timeout=TICK_S)
+            except queue.Empty:
+                ev = None
+            if ev is not None:
+                if ev.kind == "stop":
+                    log.info("stopping")
+                    return
+                self._dispatch(ev)
+            # Timed work runs even under a steady stream of events, so the watchdog is never starved.
+            if time.monotonic() - last_tick >= TICK_S:
+                last_tick = time.monotonic()
+                self._on_tick(None)
+
+    def _dispatch(self, ev: Event) -> None:
+        handler = getattr(self, f"_on_{ev.kind}")
+        handler(ev.data)
+
+    def _on_tick(self, _: Any) -> None:
+        sdnotify.notify("WATCHDOG=1")
+        now = time.monotonic()
+        if now - self._last_status >= STATUS_EVERY_S:
+            self._last_status = now
+            self.disk = self._disk()
+            if self.disk.level != "ok":
+                self._prune()
+            self._publish_status()
+
+    def _on_press(self, data: dict) -> None:
+        if data["origin"] == "button":
+            with self._pending_lock:
+                if self._pending:
+                    data = {**self._pending.pop(0), "origin": "button"}
+        reply = data.get("reply")
+        if self.job is not None:
+            log.info("press from %s ignored: sample %d is being read", data["origin"], self.job.id)
+            if reply:
+                reply({"ok": False, "error": "busy: a sample is being read; press again when it is shown"})
+            return
+        self.disk = self._disk()
+        if self.disk.level == "full":
+            msg = (f"disk {self.disk.used_pct:.1f}% full (limit {self.cfg.storage.refuse_pct}%): "
+                   "new samples refused until space is freed; no result has been lost")
+            log.error(msg)
+            self.panel.show("refused")
+            if reply:
+                reply({"ok": False, "error": msg})
+            return
+        job = workflow.Job(origin=data["origin"], sample_id=data.get("sample"),
+                           strip_type_name=data.get("strip_type"))
+        if reply:
+            job.replies.append(reply)
+        self.job = job
+        self.camera.new_sample()
+        self._set_state("working")
+        strip_type = self._strip_type(job)
+        if self.cfg.assay.wait_incubation and strip_type.incubation_s > 0:
+            log.info("sample %d: incubating %d s", job.id, strip_type.incubation_s)
+            threading.Timer(strip_type.incubation_s, self.post, ("incubated", job)).start()
+        else:
+            self._capture(job)
+
+    def _on_incubated(self, job: workflow.Job) -> None:
+        self._capture(job)
+
+    def _capture(self, job: workflow.Job) -> None:
+        strip_type = self._strip_type(job)
+
+        def work() -> None:
+            from station.assay import score_image
+
+            try:
+                frame = self.camera.capture()
+                img = workflow.decode_jpeg(frame.jpeg, frame.source)
+                score = score_image(img, strip_type)
+            except StationError as exc:
+                self.post("scored", (job, None, None, exc))
+            else:
+                self.post("scored", (job, frame, score, None))
+
+        threading.Thread(target=work, name=f"sample-{job.id}", daemon=True).start()
+
+    def _on_scored(self, data: tuple) -> None:
+        job, frame, score, error = data
+        if error is not None:
+            log.error("sample %d: %s", job.id, error)
+            self._finish(job, "refused", {"ok": False, "error": str(error)})
+            return
+        if workflow.needs_retake(score, job.attempt, self.cfg.assay.retakes):
+            job.attempt += 1
+            log.info("sample %d: photographing again (%s)", job.id, _problems(score))
+            self._capture(job)
+            return
+        strips = workflow.recordable(score)
+        recorded = self._record(job, frame, score, strips) if strips else []
+        problems = _problems(score)
+        state = workflow.indication([s.verdict for s in strips], bool(problems))
+        reply = {"ok": bool(recorded), "results": recorded, "photo": frame.source}
+        if problems:
+            reply["retake"] = problems
+        if not recorded:
+            reply["error"] = f"nothing recorded: {problems or 'no cassette found'}; place the cassette and press again"
+        self._finish(job, state, reply)
+
+    def _record(self, job: workflow.Job, frame, score, strips: list) -> list[dict]:
+        """Data first: the photograph and every result are durable before anyone is shown or sent them."""
+        strip_type = self._strip_type(job)
+        image_path, image_sha = storage.save_image(self.home.images, frame.jpeg)
+        read_at, synced = clock.now_rfc3339(), clock.clock_synced()
+        boot = {"counter": self.boot, "monotonic_s": round(time.monotonic(), 3)}
+        out = []
+        for strip in strips:
+            sample_id = job.sample_id or getattr(strip, "qr", None) or f"b{self.boot}-j{job.id}"
+            if len(strips) > 1 and job.sample_id:
+                sample_id = f"{job.sample_id}/{strip.slot}"
+            make = workflow.message_factory(
+                cfg=self.cfg, key=self.key, boot=boot, read_at=read_at, clock_synced=synced,
+                sample={"id": sample_id, "producer": None}, strip=strip, strip_type=strip_type,
+                image_sha256=image_sha, calibration_id=self.calibration_ids.get(strip_type.name),
+            )
+            entry = self.journal.append(make, verdict=strip.verdict, sample_id=sample_id,
+                                        image_path=str(image_path))
+            log.info("result %s: sample %s slot %d %s T/C=%s", entry.id, sample_id, strip.slot, strip.verdict,
+                     strip.tc_ratio)
+            out.append(workflow.summary(entry, strip))
+        if self.publisher:
+            self.publisher.notify()
+        return out
+
+    def _finish(self, job: workflow.Job, state: str, reply: dict) -> None:
+        self.job = None
+        self.panel.show(state)
+        self.state = "idle"
+        for send in job.replies:
+            send(reply)
+        self._publish_status()
+
+    def _prune(self) -> None:
+        """Free space by deleting photographs of town-acknowledged results only; journal rows are never evicted."""
+        target = max(self.cfg.storage.warn_pct - 5, 5)
+        done = storage.prune_images(self.journal, self.home.images, target_pct=target, usage=self._disk_usage)
+        if done.deleted:
+            log.warning("disk %.1f%%: pruned %d acknowledged photographs (%d bytes)", self.disk.used_pct,
+                        done.deleted, done.freed_bytes)
+            self.disk = self._disk()
+        elif self.disk.level == "warn":
+            log.warning("disk %.1f%% used (warning at %s%%); nothing prunable", self.disk.used_pct,
+                        self.cfg.storage.warn_pct)
+
+    def _on_publisher(self, ev: Any) -> None:
+        # The publisher logs its own events; the loop only refreshes the status the town sees.
+        if getattr(ev, "kind", "") in ("connected", "acked", "quarantined"):
+            self._publish_status()
+
+    # ---- helpers ------------------------------------------------------------------------------------
+    def _strip_type(self, job: workflow.Job):
+        return self.strip_types[job.strip_type_name or self.cfg.assay.strip_type]
+
+    def _disk(self) -> storage.DiskState:
+        return storage.disk_state(self.home.root, self.cfg.storage.warn_pct, self.cfg.storage.refuse_pct,
+                                  usage=self._disk_usage)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.panel.show(state)
+
+    def _indicate_ready(self) -> None:
+        self.panel.show("refused" if self.disk.level == "full" else "idle")
+
+    def status(self) -> dict:
+        stats = self.journal.stats()
+        return {
+            "station": self.cfg.station.path, "state": self.state, "boot": self.boot,
+            "last_seq": stats.last_seq, "acked_seq": stats.acked_seq, "outbox": stats.unacked,
+            "quarantined": stats.quarantined, "disk_pct": self.disk.used_pct, "disk": self.disk.level,
+            "clock_synced": clock.clock_synced(), "lights": self.panel.lights() if self.panel else {},
+            "connected": bool(self.publisher and self.publisher.state.connected),
+        }
+
+    def _publish_status(self) -> None:
+        if self.publisher:
+            st = self.status()
+            self.publisher.update_status(state=st["state"], disk_pct=st["disk_pct"], disk=st["disk"],
+                                         clock_synced=st["clock_synced"], boot=self.boot)
+
+    def _control_request(self, req: dict) -> dict:
+        """Runs on a socket thread: post to the loop and wait for its answer."""
+        cmd = req.get("cmd")
+        answer: queue.Queue[dict] = queue.Queue(maxsize=1)
+        if cmd == "press":
+            if req.get("strip_type") and req["strip_type"] not in self.strip_types:
+                return {"ok": False, "error": f"strip type {req['strip_type']!r} unknown; known: "
+                        f"{', '.join(sorted(self.strip_types))}"}
+            data = {"origin": "socket", "sample": req.get("sample"), "strip_type": req.get("strip_type"),
+                    "reply": answer.put}
+            if self.panel and self.panel.simulated:
+                # Take the very path a finger takes: the mock pin, gpiozero's callback, the debounce.
+                with self._pending_lock:
+                    self._pending.append(data)
+                self.panel.simulate_press()
+            else:
+                self.post("press", data)
+            if not req.get("wait", True):
+                return {"ok": True, "queued": True}
+            try:
+                return answer.get(timeout=REPLY_TIMEOUT_S)
+            except queue.Empty:
+                return {"ok": False, "error": "no answer from the station loop within 120 s"}
+        if cmd == "status":
+            self.post("status_request", answer.put)
+            try:
+                return {"ok": True, **answer.get(timeout=10)}
+            except queue.Empty:
+                return {"ok": False, "error": "the station loop is busy; try again"}
+        return {"ok": False, "error": f"unknown command {cmd!r}; one of press, status"}
+
+    def _on_status_request(self, reply) -> None:
+        reply(self.status())
+
+
+def _problems(score) -> str:
+    parts = []
+    if score.error:
+        parts.append(score.error)
+    for s in score.strips:
+        if s.verdict == "retake":
+            parts.append(f"slot {s.slot}: {', '.join(s.quality) or 'unreadable'}")
+    return "; ".join(parts)

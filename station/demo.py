@@ -1,0 +1,185 @@
+# The quick-start demo: a simulated station and a town listener on a private broker, a few presses, verified results.
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+from station import signing
+from station.errors import StationError
+
+STATION, GRID = "st-0001", "nongan/hetao/xinmin"
+
+
+def say(msg: str) -> None:
+    print(f"demo: {msg}", flush=True)
+
+
+def station_cmd(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "station", *args], capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise StationError(f"`station {' '.join(args)}` failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done
+
+
+def spawn(name: str, args: list[str], logdir: Path) -> subprocess.Popen:
+    log = open(logdir / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
+    return subprocess.Popen([sys.executable, "-m", "station", *args], stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(pred, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise StationError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def sample_photos(dest: Path) -> int:
+    """The bundled photographs become the simulated camera's folder."""
+    dest.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for item in sorted(resources.files("station").joinpath("samples").iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".jpg"):
+            (dest / item.name).write_bytes(item.read_bytes())
+            n += 1
+    if not n:
+        raise StationError("no bundled sample photographs in station/samples (run scripts/gen-samples)")
+    return n
+
+
+def start_broker(work: Path):
+    from station.localbroker import BrokerError, LocalBroker
+
+    try:
+        return LocalBroker(work / "broker").start()
+    except BrokerError as exc:
+        say(f"no local MQTT broker ({exc}); running OFFLINE: results stay queued in the station journal")
+        return None
+
+
+def town_results(db: Path) -> list[dict]:
+    shown = station_cmd("town", "show", "--db", str(db), "--json", check=False)
+    if shown.returncode != 0:
+        return []
+    rows = []
+    for st in json.loads(shown.stdout).get("stations", []):
+        rows += [{**r, "id": f"{st['station'].rsplit('/', 1)[1]}:{r['seq']}"} for r in st.get("results", [])]
+    return rows
+
+
+def verify_row(message: str, jwk: dict) -> tuple[dict | None, str]:
+    """The demo checks the town's copy itself, with nothing but the station's public JWK."""
+    try:
+        payload = signing.verify_jws(message.encode(), signing.jwk_public_key(jwk))
+        return payload, "OK"
+    except StationError as exc:
+        return None, f"FAILED ({exc})"
+
+
+def run_demo(work: Path, presses: int | None = None) -> int:
+    home, town_dir, logs = work / "station", work / "town", work / "logs"
+    for d in (town_dir / "trust", logs):
+        d.mkdir(parents=True, exist_ok=True)
+    photos = sample_photos(work / "photos")
+    presses = presses or photos
+    broker = start_broker(work)
+    procs: list[subprocess.Popen] = []
+    try:
+        town_key, town_db = town_dir / "town.key", town_dir / "town.sqlite"
+        town_jwk = json.loads(station_cmd("town", "pubkey", "--key", str(town_key)).stdout)
+        (work / "town.jwk").write_text(json.dumps(town_jwk))
+        init = ["init", "--home", str(home), "--station", STATION, "--grid", GRID, "--sim-images",
+                str(work / "photos"), "--town-key", str(work / "town.jwk")]
+        if broker:
+            init += ["--broker", broker.url]
+        station_cmd(*init)
+        say(f"station home {home} (simulated camera: {photos} bundled photographs; MockFactory GPIO)")
+        station_jwk = json.loads(station_cmd("pubkey", "--home", str(home)).stdout)
+        (town_dir / "trust" / f"{STATION}.jwk").write_text(json.dumps(station_jwk))
+        if broker:
+            procs.append(spawn("town", ["town", "listen", "--broker", broker.url, "--trust", str(town_dir / "trust"),
+                                        "--db", str(town_db), "--key", str(town_key)], logs))
+            say(f"town listener on {broker.url}")
+        procs.append(spawn("station", ["run", "--home", str(home)], logs))
+        wait_for(lambda: station_cmd("status", "--home", str(home), check=False).returncode == 0, 30,
+                 "the station daemon to start")
+        say("station daemon running; pressing the button")
+        local = []
+        for i in range(presses):
+            reply = json.loads(station_cmd("press", "--home", str(home), "--json", check=False).stdout)
+            for r in reply.get("results", []):
+                local.append(r)
+            shown = ", ".join(f"{r['id']} {r['verdict']}" for r in reply.get("results", []))
+            say(f"press {i + 1}: {shown or reply.get('error')}")
+        if not local:
+            raise StationError("no press produced a result")
+        if not broker:
+            say("offline: results are journaled locally; `station results` lists them as queued")
+            print(station_cmd("results", "--home", str(home)).stdout)
+            return 0
+        want = {r["id"] for r in local}
+        rows = wait_for(lambda: (lambda got: got if want <= {g["id"] for g in got} else None)(town_results(town_db)),
+                        30, "the town to store every result")
+        wait_for(lambda: json.loads(station_cmd("results", "--home", str(home), "--json").stdout)["acked_seq"]
+                 >= max(r["seq"] for r in local), 30, "the town's acknowledgement")
+        return print_table(rows, station_jwk, len(want))
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if broker:
+            broker.stop()
+
+
+def print_table(rows: list[dict], jwk: dict, expected: int) -> int:
+    print()
+    print("Results as the TOWN received and verified them:")
+    print(f"{'seq':>4}  {'id':<12} {'sample':<14} {'slot':>4}  {'verdict':<9} {'T/C':>6}  signature")
+    bad = 0
+    for row in sorted(rows, key=lambda r: r["seq"]):
+        payload, sig = verify_row(row["message"], jwk)
+        bad += payload is None
+        p = payload or {}
+        tc = (p.get("reading") or {}).get("tc_ratio")
+        print(f"{row['seq']:>4}  {row['id']:<12} {(p.get('sample') or {}).get('id', '?'):<14} "
+              f"{(p.get('strip') or {}).get('slot', '?'):>4}  {p.get('verdict', '?'):<9} "
+              f"{'-' if tc is None else f'{tc:.3f}':>6}  {sig}")
+    print(f"\n{len(rows)} results at the town, {expected} expected, {bad} failed verification; "
+          "every one acknowledged back to the station.")
+    return 0 if bad == 0 and len(rows) >= expected else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="demo", description=__doc__)
+    p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)")
+    p.add_argument("--presses", type=int, help="button presses (default: one per bundled photograph)")
+    args = p.parse_args(argv)
+    work = Path(args.keep).absolute() if args.keep else Path(tempfile.mkdtemp(prefix="nongan-demo-"))
+    started = time.monotonic()
+    rc = 1
+    try:
+        rc = run_demo(work, args.presses)
+    except StationError as exc:
+        print(f"demo: error: {exc} (logs in {work / 'logs'})", file=sys.stderr)
+    if rc == 0 and not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    say(f"done in {time.monotonic() - started:.1f} s")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

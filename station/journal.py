@@ -1,0 +1,610 @@
+# The results journal and outbox: SQLite (WAL, synchronous=FULL), gap-free seq, hash chain, delivery state.
+"""One Journal object per thread: the sqlite3 connection refuses use from another thread, so the
+daemon loop and the publisher thread each open their own Journal on the same file. SQLite (WAL mode)
+serialises their writes; appends take an IMMEDIATE transaction so two writers never race for a seq.
+
+A row is never deleted or rewritten, only its delivery flags change. 'published' means the broker
+sent PUBACK (not proof of storage); 'acked' means the town's signed ack covered it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from station.errors import JournalError, SignatureError
+from station.records import GENESIS_PREV, RESULT_VERDICTS, message_hash
+from station.signing import b64url_decode
+from station.storage import fsync_dir
+
+APPLICATION_ID = 0x4E474A31  # "NGJ1": tells a journal apart from any other SQLite file
+SCHEMA_VERSION = 1
+TAIL_CHECK = 32  # entries whose chain is re-verified at every open; verify_chain() scans everything
+MAX_NONCE_LEN = 128
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    message BLOB NOT NULL,
+    msg_hash TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('negative', 'positive', 'invalid')),
+    sample_id TEXT,
+    image_path TEXT,
+    created_monotonic REAL NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    published INTEGER NOT NULL DEFAULT 0,
+    acked INTEGER NOT NULL DEFAULT 0,
+    quarantined TEXT
+);
+-- Partial indexes stay as small as the outbox; the extra columns let stats() count without row reads.
+CREATE INDEX IF NOT EXISTS results_unacked ON results (seq, published, acked) WHERE acked = 0;
+CREATE INDEX IF NOT EXISTS results_unacked_priority ON results (seq, verdict, acked, priority)
+    WHERE acked = 0 AND priority = 1;
+CREATE INDEX IF NOT EXISTS results_quarantined ON results (seq) WHERE quarantined IS NOT NULL;
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq INTEGER PRIMARY KEY,
+    head TEXT NOT NULL,
+    station_jws BLOB NOT NULL,
+    town_jws BLOB
+);
+CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires_unix REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_unix);
+"""
+
+_COLUMNS = (
+    "seq, id, message, msg_hash, prev, verdict, sample_id, image_path, published, acked, quarantined,"
+    " created_monotonic, priority"
+)
+
+
+class JournalDamagedError(JournalError):
+    """The file is corrupt or its hash chain is broken: move it aside with Journal.quarantine_damaged.
+
+    Kept apart from other JournalErrors (locked, unreadable, disk full) so that nobody moves a healthy
+    journal aside because of a transient or permission problem.
+    """
+
+
+_DAMAGE_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def _damage_or_error(path: Path, exc: sqlite3.Error, doing: str) -> JournalError:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code in _DAMAGE_CODES:
+        return JournalDamagedError(f"{path}: damaged journal ({doing}): {exc}")
+    return JournalError(f"{path}: {doing}: {exc}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    id: str
+    message: bytes
+    msg_hash: str
+    prev: str
+    verdict: str
+    sample_id: str | None
+    image_path: str | None
+    published: bool
+    acked: bool
+    quarantined: str | None
+    created_monotonic: float = 0.0
+    priority: bool = False
+
+
+@dataclass(frozen=True)
+class JournalStats:
+    last_seq: int
+    acked_seq: int
+    unacked: int
+    unpublished: int  # unacknowledged and not yet PUBACKed since the last reset
+    quarantined: int
+    positives_unacked: int
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    head: str
+    station_jws: bytes
+    town_jws: bytes | None
+
+
+def _entry(row: tuple) -> Entry:
+    seq, rid, msg, h, prev, verdict, sample, image, pub, ack, quar, mono, prio = row
+    return Entry(
+        seq, rid, bytes(msg), h, prev, verdict, sample, image, bool(pub), bool(ack), quar, mono, bool(prio)
+    )
+
+
+def _embedded_fields(message: bytes) -> dict:
+    """The record inside a flattened JWS, unverified: the journal checks it agrees with its row."""
+    try:
+        jws = json.loads(message)
+        payload = json.loads(b64url_decode(jws["payload"]))
+    except (ValueError, TypeError, KeyError, SignatureError) as exc:
+        raise ValueError(f"not a flattened JWS carrying a JSON record ({exc})") from None
+    if not isinstance(payload, dict):
+        raise ValueError("JWS payload is not a JSON object")
+    return payload
+
+
+class Journal:
+    def __init__(self, path: str | Path, *, check: bool = True):
+        self.path = Path(path)
+        # In WAL mode committed data can sit in the -wal file alone, so either file means "existing".
+        existed = any(_nonempty(Path(f"{self.path}{s}")) for s in ("", "-wal"))
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot open journal: {exc}") from None
+        try:
+            self._open(existed, check)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open(self, existed: bool, check: bool) -> None:
+        try:
+            if existed:
+                app = self._db.execute("PRAGMA application_id").fetchone()[0]
+                empty = self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+                if app == 0 and empty:
+                    existed = False  # a crash during creation left an empty database: finish creating it
+                elif app != APPLICATION_ID:
+                    raise JournalError(f"{self.path}: not a station journal (application_id {app:#x})")
+            if existed and check:
+                findings = [r[0] for r in self._db.execute("PRAGMA integrity_check(20)")]
+                if findings != ["ok"]:
+                    raise JournalDamagedError(f"{self.path}: integrity check failed: {'; '.join(findings)}")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise JournalError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
+            self._db.execute("PRAGMA synchronous=FULL")
+            if not existed:
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA application_id={APPLICATION_ID};"
+                    f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
+                fsync_dir(self.path.parent)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise JournalError(f"{self.path}: journal schema version {version}, this firmware reads "
+                                   f"{SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise _damage_or_error(self.path, exc, "cannot open journal") from None
+        if check:
+            try:
+                problems = self._check_tail()
+            except sqlite3.Error as exc:
+                raise _damage_or_error(self.path, exc, "reading the chain tail") from None
+            if problems:
+                raise JournalDamagedError(f"{self.path}: hash chain broken: {'; '.join(problems[:5])}")
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def quarantine_damaged(path: str | Path) -> Path:
+        """Move a damaged journal and its -wal/-shm aside (never delete: it is evidence).
+
+        The suffixes stay after the new name so SQLite still finds the WAL when someone opens the
+        damaged copy to recover rows from it.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise JournalError(f"{path}: no journal file to move aside")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        dest = path.with_name(f"{path.name}.damaged-{stamp}")
+        n = 1
+        while any(Path(f"{dest}{s}").exists() for s in ("", "-wal", "-shm")):
+            n += 1
+            dest = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+        try:
+            for suffix in ("-wal", "-shm", ""):  # main file last: a crash midway leaves it in place
+                side = Path(f"{path}{suffix}")
+                if side.exists():
+                    os.rename(side, f"{dest}{suffix}")
+        except OSError as exc:
+            raise JournalError(f"{path}: cannot move damaged journal to {dest}: {exc.strerror}") from None
+        fsync_dir(path.parent)
+        return dest
+
+    # -- writing results --------------------------------------------------------------------------
+
+    def append(
+        self,
+        make_message: Callable[[int, str], bytes],
+        *,
+        verdict: str,
+        sample_id: str | None,
+        image_path: str | Path | None,
+        priority: bool | None = None,
+    ) -> Entry:
+        """Journal one result; durable on disk when this returns.
+
+        make_message(seq, prev) builds and signs the message inside the write transaction, so no
+        other writer can take the same seq. If it raises, nothing is written. priority (default:
+        verdict is positive) puts the entry in unacked_positives(), which the publisher drains first.
+        """
+        if verdict not in RESULT_VERDICTS:
+            raise JournalError(f"{self.path}: verdict {verdict!r} is not journaled (only "
+                               f"{', '.join(RESULT_VERDICTS)})")
+        prio = verdict == "positive" if priority is None else priority
+        image = None if image_path is None else str(image_path)
+        self._begin("cannot start append; result NOT recorded")
+        seq = 0
+        try:
+            row = self._db.execute("SELECT seq, msg_hash FROM results ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS_PREV)
+            message = make_message(seq, prev)
+            rid = self._check_message(message, seq, prev, verdict, sample_id)
+            h = message_hash(message)
+            mono = time.monotonic()
+            self._db.execute(
+                "INSERT INTO results (seq, id, message, msg_hash, prev, verdict, sample_id, image_path,"
+                " created_monotonic, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, rid, message, h, prev, verdict, sample_id, image, mono, int(prio)),
+            )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise _damage_or_error(self.path, exc, f"append (seq {seq or '?'}) failed; result NOT recorded") from None
+        except BaseException:
+            self._rollback()
+            raise
+        return Entry(seq, rid, message, h, prev, verdict, sample_id, image, False, False, None, mono, prio)
+
+    def _begin(self, doing: str) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _damage_or_error(self.path, exc, doing) from None
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _check_message(self, message: bytes, seq: int, prev: str, verdict: str, sample_id: str | None) -> str:
+        """A caller bug that signs the wrong seq or prev would break the chain for good: refuse it."""
+        if not isinstance(message, bytes | bytearray):
+            raise JournalError(f"{self.path}: make_message returned {type(message).__name__}, not bytes")
+        try:
+            rec = _embedded_fields(bytes(message))
+        except ValueError as exc:
+            raise JournalError(f"{self.path}: seq {seq}: {exc}") from None
+        sample = rec.get("sample") if isinstance(rec.get("sample"), dict) else {}
+        for field, got, want in (
+            ("seq", rec.get("seq"), seq), ("prev", rec.get("prev"), prev),
+            ("verdict", rec.get("verdict"), verdict), ("sample.id", sample.get("id"), sample_id),
+        ):
+            if got != want:
+                raise JournalError(
+                    f"{self.path}: seq {seq}: message {field} is {got!r}, journal expects {want!r}"
+                )
+        rid = rec.get("id")
+        if not isinstance(rid, str) or not rid.endswith(f":{seq}"):
+            raise JournalError(f"{self.path}: seq {seq}: message id {rid!r} does not end in ':{seq}'")
+        return rid
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def get(self, seq: int) -> Entry | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM results WHERE seq = ?", (seq,)).fetchone()
+        return _entry(row) if row else None
+
+    def last(self) -> Entry | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM results ORDER BY seq DESC LIMIT 1").fetchone()
+        return _entry(row) if row else None
+
+    def entries(self, limit: int = 50, offset: int = 0, newest_first: bool = True) -> list[Entry]:
+        order = "DESC" if newest_first else "ASC"
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM results ORDER BY seq {order} LIMIT ? OFFSET ?", (limit, offset)
+        )
+        return [_entry(r) for r in rows]
+
+    def range(self, first: int, last: int) -> list[Entry]:
+        """Entries first..last whatever their delivery state (a town that lost acked data asks again)."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM results WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last)
+        )
+        return [_entry(r) for r in rows]
+
+    def unacked(self, after_seq: int = 0, limit: int = 100, exclude_quarantined: bool = True) -> list[Entry]:
+        """What the town has not acknowledged, in seq order; page with after_seq = last seq seen."""
+        quar = "AND quarantined IS NULL" if exclude_quarantined else ""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM results WHERE acked = 0 {quar} AND seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [_entry(r) for r in rows]
+
+    def unacked_positives(self, limit: int = 100) -> list[Entry]:
+        """Priority (positive) results awaiting ack, oldest first, so none waits behind a backlog."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM results WHERE acked = 0 AND priority = 1 AND quarantined IS NULL"
+            " ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [_entry(r) for r in rows]
+
+    def quarantined(self) -> list[Entry]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM results WHERE quarantined IS NOT NULL ORDER BY seq"
+        )
+        return [_entry(r) for r in rows]
+
+    def unacked_image_paths(self) -> set[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT image_path FROM results WHERE acked = 0 AND image_path IS NOT NULL"
+        )
+        return {r[0] for r in rows}
+
+    def acked_images(self, after_seq: int = 0, limit: int = 500) -> list[tuple[int, str]]:
+        """(seq, image_path) of acknowledged results, oldest first: the only photographs prunable."""
+        rows = self._db.execute(
+            "SELECT seq, image_path FROM results WHERE seq > ? AND acked = 1 AND image_path IS NOT NULL"
+            " ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    # -- delivery state ---------------------------------------------------------------------------
+
+    def _write(self, sql: str, params: Iterable = ()) -> int:
+        try:
+            return self._db.execute(sql, tuple(params)).rowcount
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: update failed: {exc}") from None
+
+    def mark_published(self, seqs: int | Iterable[int]) -> None:
+        seqs = [seqs] if isinstance(seqs, int) else list(seqs)
+        if not seqs:
+            return
+        self._begin("mark_published")
+        try:
+            self._db.executemany("UPDATE results SET published = 1 WHERE seq = ?", [(s,) for s in seqs])
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise JournalError(f"{self.path}: mark_published failed: {exc}") from None
+
+    def mark_acked(self, upto_seq: int, ack_message: bytes | None = None, head: str | None = None) -> bool:
+        """The town stored everything <= upto_seq. Never moves backwards; True if it advanced.
+
+        An ack beyond the last seq is refused: the town is confusing this station with another, or
+        this journal was replaced, and either way marking unknown results as stored would be a lie.
+        With head (the town's hash of message upto_seq) a town holding different bytes is refused too.
+        """
+        self._begin(f"mark_acked({upto_seq})")
+        try:
+            last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0]
+            if upto_seq > last:
+                raise JournalError(f"{self.path}: town acked seq {upto_seq} but the journal ends at {last}")
+            if head is not None and upto_seq > 0:
+                ours = self._db.execute("SELECT msg_hash FROM results WHERE seq = ?", (upto_seq,)).fetchone()[0]
+                if ours != head:
+                    raise JournalError(f"{self.path}: town ack of seq {upto_seq} names head {head[:16]}…, "
+                                       f"the journal has {ours[:16]}…; not marking it stored")
+            current = self._acked_seq()
+            if upto_seq <= current:
+                self._db.execute("COMMIT")
+                return False
+            self._db.execute("UPDATE results SET acked = 1 WHERE acked = 0 AND seq <= ?", (upto_seq,))
+            self._set_state("acked_seq", str(upto_seq).encode("ascii"))
+            if ack_message is not None:
+                self._set_state("last_ack", bytes(ack_message))
+            self._db.execute("COMMIT")
+            return True
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise JournalError(f"{self.path}: mark_acked({upto_seq}) failed: {exc}") from None
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _acked_seq(self) -> int:
+        row = self._db.execute("SELECT value FROM state WHERE key = 'acked_seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def acked_seq(self) -> int:
+        return self._acked_seq()
+
+    def last_ack_message(self) -> bytes | None:
+        value = self.get_state("last_ack")
+        return None if value is None else bytes(value)
+
+    def quarantine(self, seq: int, reason: str) -> None:
+        """Stop retrying one message (oversize, refused) but keep it and report it; never dropped."""
+        if not reason:
+            raise JournalError(f"{self.path}: quarantine of seq {seq} needs a reason")
+        if self._write("UPDATE results SET quarantined = ? WHERE seq = ?", (reason, seq)) != 1:
+            raise JournalError(f"{self.path}: cannot quarantine seq {seq}: no such entry")
+
+    def release_quarantine(self, seq: int) -> None:
+        """Put a quarantined message back in the outbox (after a technician fixed the cause)."""
+        if self._write("UPDATE results SET quarantined = NULL, published = 0 WHERE seq = ?", (seq,)) != 1:
+            raise JournalError(f"{self.path}: cannot release seq {seq}: no such entry")
+
+    def reset_published_after(self, seq: int, upto: int | None = None) -> int:
+        """Town resend request: unacked entries after seq (through upto) go out again. Returns count."""
+        hi = upto if upto is not None else 2**62
+        return self._write(
+            "UPDATE results SET published = 0 WHERE acked = 0 AND seq > ? AND seq <= ? AND published = 1",
+            (seq, hi),
+        )
+
+    def stats(self) -> JournalStats:
+        q = self._db.execute
+        last = q("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0]
+        unacked, unpub = q(
+            "SELECT COUNT(*), COALESCE(SUM(published = 0), 0) FROM results WHERE acked = 0"
+        ).fetchone()
+        quar = q("SELECT COUNT(*) FROM results WHERE quarantined IS NOT NULL").fetchone()[0]
+        pos = q(
+            "SELECT COUNT(*) FROM results WHERE acked = 0 AND priority = 1 AND verdict = 'positive'"
+        ).fetchone()[0]
+        return JournalStats(last, self._acked_seq(), unacked, unpub, quar, pos)
+
+    # -- small state ------------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _set_state(self, key: str, value: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+
+    def set_state(self, key: str, value: bytes) -> None:
+        if key in ("acked_seq", "last_ack"):
+            raise JournalError(f"{self.path}: state key {key!r} is only written by mark_acked")
+        self._write("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def add_checkpoint(self, seq: int, head: str, station_jws: bytes) -> None:
+        """Record a signed statement of the chain head at seq; head must be that entry's hash."""
+        entry = self.get(seq)
+        if entry is None:
+            raise JournalError(f"{self.path}: checkpoint at seq {seq}: no such entry")
+        if entry.msg_hash != head:
+            raise JournalError(f"{self.path}: checkpoint at seq {seq}: head {head} is not the entry hash "
+                               f"{entry.msg_hash}")
+        existing = self._db.execute("SELECT station_jws FROM checkpoints WHERE seq = ?", (seq,)).fetchone()
+        if existing is not None:
+            if bytes(existing[0]) != bytes(station_jws):
+                raise JournalError(f"{self.path}: a different checkpoint at seq {seq} already exists")
+            return
+        self._write("INSERT INTO checkpoints (seq, head, station_jws) VALUES (?, ?, ?)",
+                    (seq, head, bytes(station_jws)))
+
+    def countersign_checkpoint(self, seq: int, town_jws: bytes) -> None:
+        row = self._db.execute("SELECT town_jws FROM checkpoints WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise JournalError(f"{self.path}: countersignature for seq {seq}: no such checkpoint")
+        if row[0] is not None:
+            if bytes(row[0]) != bytes(town_jws):
+                raise JournalError(f"{self.path}: checkpoint {seq} already has a different countersignature")
+            return
+        self._write("UPDATE checkpoints SET town_jws = ? WHERE seq = ?", (bytes(town_jws), seq))
+
+    def latest_checkpoint(self, countersigned: bool = False) -> Checkpoint | None:
+        cond = "WHERE town_jws IS NOT NULL" if countersigned else ""
+        row = self._db.execute(
+            f"SELECT seq, head, station_jws, town_jws FROM checkpoints {cond} ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return Checkpoint(row[0], row[1], bytes(row[2]), None if row[3] is None else bytes(row[3]))
+
+    # -- command nonces ---------------------------------------------------------------------------
+
+    def remember_nonce(self, nonce: str, expires_unix: float, now: float | None = None) -> bool:
+        """True the first time a command nonce is seen; False for a replay or an already-expired command.
+
+        Nonces are kept until their command expires, so the caller must also reject commands whose
+        expiry has passed (a replay after that point is refused by the expiry, not by this table).
+        """
+        if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_LEN:
+            raise JournalError(f"{self.path}: command nonce must be 1..{MAX_NONCE_LEN} characters")
+        now = time.time() if now is None else now
+        if expires_unix <= now:
+            return False
+        self._begin("remember_nonce")
+        try:
+            self._db.execute("DELETE FROM nonces WHERE expires_unix <= ?", (now,))
+            fresh = self._db.execute(
+                "INSERT OR IGNORE INTO nonces (nonce, expires_unix) VALUES (?, ?)", (nonce, expires_unix)
+            ).rowcount == 1
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise JournalError(f"{self.path}: cannot record command nonce: {exc}") from None
+        return fresh
+
+    # -- chain verification -----------------------------------------------------------------------
+
+    def _check_tail(self) -> list[str]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM results ORDER BY seq DESC LIMIT ?", (TAIL_CHECK,)
+        ).fetchall()
+        entries = [_entry(r) for r in reversed(rows)]
+        if not entries:
+            return []
+        first = entries[0]
+        prev = GENESIS_PREV if first.seq == 1 else first.prev
+        problems = _link_problems(entries, first.seq, prev)
+        if len(entries) < TAIL_CHECK and first.seq != 1:
+            problems.append(f"journal starts at seq {first.seq}, not 1")
+        acked = self._acked_seq()
+        if acked > entries[-1].seq:
+            problems.append(f"acked_seq {acked} is beyond the last entry {entries[-1].seq}")
+        return problems
+
+    def iter_entries(self, page: int = 1000) -> Iterator[Entry]:
+        after = 0
+        while True:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM results WHERE seq > ? ORDER BY seq LIMIT ?", (after, page)
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield _entry(r)
+            after = rows[-1][0]
+
+
+def _link_problems(entries: Iterable[Entry], expect_seq: int, expect_prev: str) -> list[str]:
+    problems: list[str] = []
+    for e in entries:
+        if e.seq != expect_seq:
+            problems.append(f"seq {e.seq} follows {expect_seq - 1} (gap)")
+        if message_hash(e.message) != e.msg_hash:
+            problems.append(f"seq {e.seq}: stored message does not match its hash")
+        if e.prev != expect_prev:
+            problems.append(f"seq {e.seq}: prev {e.prev[:12]}… does not link to the previous message")
+        try:
+            rec = _embedded_fields(e.message)
+            if rec.get("seq") != e.seq or rec.get("prev") != e.prev or rec.get("id") != e.id:
+                problems.append(f"seq {e.seq}: signed record disagrees with its journal row")
+        except ValueError as exc:
+            problems.append(f"seq {e.seq}: {exc}")
+        expect_seq, expect_prev = e.seq + 1, message_hash(e.message)
+    return problems
+
+
+def verify_chain(journal: Journal, max_problems: int = 100) -> list[str]:
+    """Full scan from seq 1: gap-free, every hash and link right. Empty list means intact."""
+    problems: list[str] = []
+    expect_seq, expect_prev = 1, GENESIS_PREV
+    for e in journal.iter_entries():
+        found = _link_problems([e], expect_seq, expect_prev)
+        problems.extend(found)
+        if len(problems) >= max_problems:
+            return problems[:max_problems]
+        expect_seq, expect_prev = e.seq + 1, message_hash(e.message)
+    return problems
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,147 @@
+# Ed25519 keys, flattened JWS (RFC 7515 §7.2.2, alg "Ed25519" per RFC 9864) and JWK (RFC 8037).
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from station.errors import KeyFileError, SignatureError
+
+ALG = "Ed25519"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    if not isinstance(text, str) or any(c in text for c in "=+/ \n"):
+        raise SignatureError("not base64url text")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise SignatureError(f"bad base64url: {exc}") from None
+
+
+def canonical_json(obj: object) -> bytes:
+    """One byte form for a JSON value, so hashes and signatures are reproducible."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def create_private_key(path: str | Path) -> Ed25519PrivateKey:
+    """Write a new key as PKCS8 PEM, created with mode 0600 so it is never readable by others."""
+    path = Path(path)
+    if path.exists():
+        raise KeyFileError(f"{path}: refusing to overwrite an existing key")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, pem)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key
+
+
+def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: signing key file not found (run `station init` or restore the key)") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read signing key: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path}: not a PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: key is {type(key).__name__}, an Ed25519 key is required")
+    return key
+
+
+def public_jwk(public_key: Ed25519PublicKey, kid: str) -> dict:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw), "kid": kid, "alg": ALG, "use": "sig"}
+
+
+def jwk_public_key(jwk: dict, where: str = "JWK") -> Ed25519PublicKey:
+    if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+        raise KeyFileError(f"{where}: not an Ed25519 JWK (need kty OKP, crv Ed25519)")
+    try:
+        raw = b64url_decode(jwk.get("x", ""))
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (SignatureError, ValueError) as exc:
+        raise KeyFileError(f"{where}: bad public key 'x': {exc}") from None
+
+
+def load_jwk_file(path: str | Path) -> tuple[str, Ed25519PublicKey]:
+    """Read a public JWK file; returns (kid, key)."""
+    path = Path(path)
+    try:
+        jwk = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read public key: {exc.strerror}") from None
+    except ValueError as exc:
+        raise KeyFileError(f"{path}: not JSON: {exc}") from None
+    kid = jwk.get("kid") if isinstance(jwk, dict) else None
+    if not isinstance(kid, str) or not kid:
+        raise KeyFileError(f"{path}: JWK has no 'kid'")
+    return kid, jwk_public_key(jwk, str(path))
+
+
+def sign_jws(payload: dict, key: Ed25519PrivateKey, kid: str, typ: str) -> bytes:
+    """Flattened JWS JSON; the returned bytes are exactly what is stored, published and chained."""
+    protected = b64url(canonical_json({"alg": ALG, "kid": kid, "typ": typ}))
+    body = b64url(canonical_json(payload))
+    signature = key.sign(f"{protected}.{body}".encode("ascii"))
+    jws = {"protected": protected, "payload": body, "signature": b64url(signature)}
+    return json.dumps(jws, separators=(",", ":")).encode("ascii")
+
+
+def _parse(message: bytes) -> tuple[dict, str, str, bytes]:
+    try:
+        jws = json.loads(message)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SignatureError(f"not JSON: {exc}") from None
+    if not isinstance(jws, dict) or set(jws) != {"protected", "payload", "signature"}:
+        raise SignatureError("not a flattened JWS (need exactly protected, payload, signature)")
+    protected, body, sig = jws["protected"], jws["payload"], jws["signature"]
+    try:
+        header = json.loads(b64url_decode(protected))
+    except ValueError:
+        raise SignatureError("protected header is not JSON") from None
+    if not isinstance(header, dict) or header.get("alg") != ALG:
+        raise SignatureError(f"protected header alg must be {ALG!r}")
+    return header, protected, body, b64url_decode(sig)
+
+
+def jws_header(message: bytes) -> dict:
+    """The protected header, unverified: only for choosing which key to verify with."""
+    return _parse(message)[0]
+
+
+def verify_jws(message: bytes, public_key: Ed25519PublicKey, typ: str | None = None) -> dict:
+    header, protected, body, sig = _parse(message)
+    if typ is not None and header.get("typ") != typ:
+        raise SignatureError(f"typ is {header.get('typ')!r}, expected {typ!r}")
+    try:
+        public_key.verify(sig, f"{protected}.{body}".encode("ascii"))
+    except InvalidSignature:
+        raise SignatureError("signature does not verify") from None
+    try:
+        payload = json.loads(b64url_decode(body))
+    except ValueError:
+        raise SignatureError("payload is not JSON") from None
+    if not isinstance(payload, dict):
+        raise SignatureError("payload is not a JSON object")
+    return payload

@@ -1,0 +1,207 @@
+# Reference town listener: a thin MQTT layer over station.town_store.TownStore.
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.enums import CallbackAPIVersion
+
+from station import topics
+from station.commands import build_resend
+from station.errors import KeyFileError
+from station.mqtt_client import parse_broker_url, tls_context
+from station.signing import create_private_key, load_private_key, public_jwk
+from station.town_store import Outcome, TownStore, TrustStore
+
+log = logging.getLogger("station.town")
+
+SUBSCRIPTION = f"{topics.PREFIX}/#"
+
+
+def load_or_create_town_key(path: str | Path) -> Ed25519PrivateKey:
+    """The town's Ed25519 signing key; created (mode 0600) on first use."""
+    p = Path(path)
+    if not p.exists():
+        key = create_private_key(p)
+        log.info("created town signing key %s", p)
+        return key
+    if p.stat().st_mode & 0o077:
+        raise KeyFileError(f"{p}: town key is readable by group/others (chmod 600 {p})")
+    return load_private_key(p)
+
+
+def town_public_jwk(key: Ed25519PrivateKey, kid: str = "town/1") -> dict:
+    return public_jwk(key.public_key(), kid)
+
+
+@dataclass
+class TownBroker:
+    """Broker settings for the listener (same attribute names as station.config.BrokerConfig)."""
+
+    url: str
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    keepalive_s: int = 30
+    client_id: str | None = None
+
+
+class TownListener:
+    """Subscribe to nongan/v1/#, ingest in batches (one transaction each), publish signed retained acks
+    of the highest contiguous seq, and ask stations (signed resend cmd) to fill gaps that persist."""
+
+    def __init__(self, broker: TownBroker, trust_dir: str | Path, db_path: str | Path,
+                 town_key: Ed25519PrivateKey | None, town_kid: str = "town/1", *,
+                 resend_after_s: float = 15.0, cmd_ttl_s: int = 300,
+                 on_outcome: Callable[[Outcome], None] | None = None):
+        self.broker = broker
+        self.addr = parse_broker_url(broker.url)
+        self.trust_dir, self.db_path = Path(trust_dir), Path(db_path)
+        self.town_key, self.town_kid = town_key, town_kid
+        self.resend_after_s, self.cmd_ttl_s = resend_after_s, cmd_ttl_s
+        self.on_outcome = on_outcome
+        self._q: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._resync = threading.Event()
+        self._gap_seen: dict[tuple[str, int], float] = {}
+        self._gap_asked: dict[str, float] = {}
+        self._progress: dict[str, tuple[int, float]] = {}
+        self.trust = TrustStore.load(self.trust_dir)   # fail early on a missing trust directory
+        TownStore(self.db_path).close()                # ... and on an unusable database
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=broker.client_id or f"nongan-town-{secrets.token_hex(4)}",
+                                  protocol=mqtt.MQTTv5)
+        if self.addr.tls:
+            self.client.tls_set_context(tls_context(self.addr, broker.ca_file, broker.cert_file, broker.key_file))
+        self.client.reconnect_delay_set(1, 10)
+        self.client.max_inflight_messages_set(200)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._worker = threading.Thread(target=self._run, name="town-worker", daemon=True)
+
+    # paho thread: only post
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("town: broker %s refused connection: %s", self.broker.url, reason_code)
+            return
+        client.subscribe(SUBSCRIPTION, qos=1)
+        self._connected.set()
+        self._resync.set()
+        log.info("town: connected to %s, subscribed %s", self.broker.url, SUBSCRIPTION)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self._connected.clear()
+        log.warning("town: disconnected from %s: %s", self.broker.url, reason_code)
+
+    def _on_message(self, client, userdata, msg):
+        self._q.put((msg.topic, bytes(msg.payload)))
+
+    def start(self) -> None:
+        self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.broker.keepalive_s)
+        self.client.loop_start()
+        self._worker.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._q.put(None)
+        self._worker.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # worker thread: owns the TownStore connection
+    def _run(self) -> None:
+        store = TownStore(self.db_path, self.trust, self.town_key, self.town_kid)
+        next_gap_check = time.monotonic() + 1.0
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = self._q.get(timeout=0.5)
+                except queue.Empty:
+                    item = None
+                items = [] if item is None else [item]
+                while len(items) < 250:
+                    try:
+                        nxt = self._q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is not None:
+                        items.append(nxt)
+                changed: set[str] = set()
+                if items:
+                    try:
+                        with store.batch():           # one fsync for the batch, acks only after COMMIT
+                            for t, payload in items:
+                                out = store.ingest(t, payload)
+                                if out.ack_changed and out.station:
+                                    changed.add(out.station)
+                                if self.on_outcome:
+                                    self.on_outcome(out)
+                    except Exception:
+                        # nothing of the batch is stored nor acked: the stations resend it (ack stall, gap cmd)
+                        log.exception("town: batch of %d messages NOT stored", len(items))
+                        changed.clear()
+                        time.sleep(1.0)
+                if self._resync.is_set():
+                    self._resync.clear()
+                    changed.update(store.stations())   # re-assert retained acks (broker may have lost them)
+                if changed:
+                    with store.batch():
+                        for path in sorted(changed):
+                            ack = store.build_ack(path)
+                            if ack is not None:
+                                self.client.publish(ack[0], ack[1], qos=1, retain=True)
+                if time.monotonic() >= next_gap_check:
+                    next_gap_check = time.monotonic() + 1.0
+                    self._check_gaps(store)
+        except Exception:
+            log.exception("town worker crashed")
+            raise
+        finally:
+            store.close()
+
+    def _check_gaps(self, store: TownStore) -> None:
+        """Report gaps once (keyed by their upper end, which stays put while the bottom fills), and ask the
+        station to resend only when its contiguous seq has made no progress for resend_after_s: a station
+        still draining a backlog is not nagged."""
+        now = time.monotonic()
+        live: set[tuple[str, int]] = set()
+        for path in store.stations():
+            gaps = store.gaps(path)
+            contiguous = store.contiguous(path)
+            last_c, since = self._progress.get(path, (-1, now))
+            if contiguous != last_c:
+                self._progress[path] = (contiguous, now)
+                since = now
+            for a, b in gaps:
+                k = (path, b)
+                live.add(k)
+                if k not in self._gap_seen:
+                    self._gap_seen[k] = now
+                    log.warning("GAP %s: missing seq %s", path, f"{a}..{b}" if a != b else a)
+            if (gaps and self.town_key is not None and self._connected.is_set()
+                    and now - since >= self.resend_after_s
+                    and now - self._gap_asked.get(path, -1e9) >= self.resend_after_s):
+                self._gap_asked[path] = now
+                grid, sid = path.rsplit("/", 1)
+                for a, b in gaps[:10]:
+                    cmd = build_resend(self.town_key, self.town_kid, path, a, b, secrets.token_hex(16),
+                                       int(time.time()) + self.cmd_ttl_s)
+                    self.client.publish(topics.topic(grid, sid, "cmd"), cmd, qos=1, retain=False)
+                    log.warning("RESEND asked %s: seq %s..%s", path, a, b)
+        for k in list(self._gap_seen):
+            if k not in live:
+                log.info("gap %s: up to seq %s filled", k[0], k[1])
+                self._gap_seen.pop(k)

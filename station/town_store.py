@@ -1,0 +1,446 @@
+# Reference town server logic without MQTT: verify, chain, dedupe, store, gaps, checkpoints, acks.
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from station import topics
+from station.commands import (
+    CHECKPOINT_TYP,
+    RESULT_TYP,
+    WITHHELD_TYP,
+    build_ack,
+    sha256_hex,
+    utc_now_iso,
+)
+from station.errors import KeyFileError, SignatureError, StationError
+from station.signing import b64url_decode, jws_header, load_jwk_file, verify_jws
+
+log = logging.getLogger("station.town")
+
+GENESIS_PREV = "0" * 64
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+  station TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,      -- kind: result | withheld
+  message BLOB NOT NULL, msg_hash TEXT NOT NULL, prev TEXT, kid TEXT NOT NULL,
+  sample TEXT, verdict TEXT, tc_ratio REAL, t_area REAL, c_area REAL, read_at TEXT,
+  received_at TEXT NOT NULL, sig_ok INTEGER NOT NULL DEFAULT 1,
+  PRIMARY KEY (station, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refusals (
+  id INTEGER PRIMARY KEY, received_at TEXT NOT NULL, topic TEXT NOT NULL, station TEXT,
+  seq INTEGER, code TEXT NOT NULL, detail TEXT NOT NULL, message BLOB);
+CREATE TABLE IF NOT EXISTS counters (
+  station TEXT NOT NULL, name TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (station, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+  station TEXT NOT NULL, seq INTEGER NOT NULL, head TEXT NOT NULL, message BLOB NOT NULL,
+  jws_sha256 TEXT NOT NULL, received_at TEXT NOT NULL, state TEXT NOT NULL,  -- pending|verified|mismatch
+  PRIMARY KEY (station, seq, jws_sha256)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stations (
+  station TEXT PRIMARY KEY, contiguous INTEGER NOT NULL DEFAULT 0, status TEXT, status_at TEXT,
+  last_ack BLOB, last_ack_seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+"""
+
+
+class TownStoreError(StationError):
+    """The town database cannot be opened or the trust directory is unusable."""
+
+
+@dataclass
+class Outcome:
+    """What ingest() did with one MQTT message."""
+
+    action: str                  # stored | duplicate | refused | checkpoint | status | ignored
+    station: str | None = None   # full grid path
+    seq: int | None = None
+    code: str | None = None      # refusal code
+    reason: str | None = None
+    ack_changed: bool = False    # the station's ack (contiguous seq or countersigned checkpoint) moved
+
+    def __str__(self) -> str:
+        what = f"{self.action} {self.station or '-'}#{self.seq if self.seq is not None else '-'}"
+        return f"{what} [{self.code}] {self.reason}" if self.code else what
+
+
+@dataclass
+class TrustStore:
+    """Station public keys: *.jwk / *.json files in a directory, kid '<station>/<serial>'."""
+
+    directory: Path
+    keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    _scanned: float = 0.0
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TrustStore:
+        d = Path(directory)
+        if not d.is_dir():
+            raise TownStoreError(f"{d}: trust directory not found")
+        t = cls(d)
+        t.rescan()
+        return t
+
+    def rescan(self) -> None:
+        keys = {}
+        for p in sorted(self.directory.iterdir()):
+            if p.suffix in (".jwk", ".json") and p.is_file():
+                try:
+                    kid, key = load_jwk_file(p)
+                except KeyFileError as exc:
+                    log.warning("trust: skipping %s", exc)
+                    continue
+                keys[kid] = key
+        self.keys, self._scanned = keys, time.monotonic()
+
+    def get(self, kid: str) -> Ed25519PublicKey | None:
+        key = self.keys.get(kid)
+        if key is None and time.monotonic() - self._scanned > 5.0:   # new station enrolled: pick it up
+            self.rescan()
+            key = self.keys.get(kid)
+        return key
+
+
+class _Refuse(Exception):
+    def __init__(self, code: str, detail: str, station: str | None = None, seq: int | None = None):
+        self.code, self.detail, self.station, self.seq = code, detail, station, seq
+
+
+def _decode_payload_unverified(message: bytes) -> dict | None:
+    try:
+        obj = json.loads(message)
+        p = json.loads(b64url_decode(obj["payload"]))
+        return p if isinstance(p, dict) else None
+    except (ValueError, KeyError, TypeError, SignatureError):
+        return None
+
+
+def _hex64(v: object) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+class TownStore:
+    """SQLite store of everything the town received. One object per thread (sqlite3 connection)."""
+
+    def __init__(self, db_path: str | Path, trust: TrustStore | None = None,
+                 town_key: Ed25519PrivateKey | None = None, town_kid: str = "town/1"):
+        self.path = Path(db_path)
+        self.trust, self.town_key, self.town_kid = trust, town_key, town_kid
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise TownStoreError(f"{self.path}: cannot open town database: {exc}") from None
+        self._in_batch = False
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------ transactions
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several ingests in one transaction (one fsync). Acks must be built only after it returns."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._in_batch = True
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            else:
+                self.db.execute("COMMIT")
+            finally:
+                self._in_batch = False
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        if self._in_batch:
+            yield
+        else:
+            with self.batch():
+                yield
+
+    # ------------------------------------------------------------ ingest
+
+    def ingest(self, topic: str, payload: bytes, now: float | None = None) -> Outcome:
+        """Judge and store one message received on `topic`. Never raises for bad input: refuses it."""
+        parsed = topics.parse(topic)
+        if parsed is None:
+            return Outcome("ignored", reason="not a contract topic")
+        grid, station_id, kind = parsed
+        path = f"{grid}/{station_id}"
+        with self._tx():
+            try:
+                if kind == "result":
+                    return self._ingest_result(topic, path, station_id, payload, now)
+                if kind == "checkpoint":
+                    return self._ingest_checkpoint(topic, path, station_id, payload, now)
+                if kind == "status":
+                    return self._ingest_status(path, payload, now)
+                return Outcome("ignored", station=path, reason=f"{kind} is town-to-station")
+            except _Refuse as r:
+                station = r.station or path
+                self.db.execute(
+                    "INSERT INTO refusals (received_at, topic, station, seq, code, detail, message)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (utc_now_iso(now), topic, station, r.seq, r.code, r.detail, payload[:262144]))
+                loud = r.code in ("equivocation", "broken-chain", "wrong-path", "checkpoint-mismatch")
+                (log.error if loud else log.warning)(
+                    "REFUSED %s %s#%s [%s] %s", topic, station, r.seq if r.seq is not None else "-",
+                    r.code, r.detail)
+                return Outcome("refused", station=station, seq=r.seq, code=r.code, reason=r.detail)
+
+    def _verified(self, topic_station_id: str, path: str, payload: bytes, typs: tuple[str, ...]) -> tuple[dict, str]:
+        try:
+            header = jws_header(payload)
+        except SignatureError as exc:
+            raise _Refuse("malformed", f"not a flattened Ed25519 JWS: {exc}") from None
+        kid, typ = header.get("kid"), header.get("typ")
+        if typ not in typs:
+            raise _Refuse("malformed", f"typ {typ!r} not one of {', '.join(typs)}")
+        if not isinstance(kid, str) or "/" not in kid:
+            raise _Refuse("unknown-kid", f"kid {kid!r} is not '<station>/<serial>'")
+        key = self.trust.get(kid) if self.trust else None
+        if key is None:
+            raise _Refuse("unknown-kid", f"no trusted key for kid {kid!r}")
+        unverified = _decode_payload_unverified(payload) or {}
+        seq = unverified.get("seq") if isinstance(unverified.get("seq"), int) else None
+        try:
+            body = verify_jws(payload, key, typ=typ)
+        except SignatureError as exc:
+            raise _Refuse("bad-signature", f"kid {kid}: {exc}", seq=seq) from None
+        if kid.split("/", 1)[0] != topic_station_id:
+            raise _Refuse("wrong-path", f"kid {kid!r} (station {kid.split('/', 1)[0]!r}) published under "
+                          f"station {topic_station_id!r}'s topic", seq=seq)
+        if body.get("station") != path:
+            raise _Refuse("wrong-path", f"payload station {body.get('station')!r} differs from topic path "
+                          f"{path!r}", seq=seq)
+        if body.get("v") != 1:
+            raise _Refuse("malformed", f"unsupported version v={body.get('v')!r}", seq=seq)
+        s = body.get("seq")
+        if not isinstance(s, int) or isinstance(s, bool) or s < 1:
+            raise _Refuse("malformed", f"seq must be an integer >= 1, got {s!r}")
+        return body, kid
+
+    def _row(self, path: str, seq: int) -> sqlite3.Row | None:
+        return self.db.execute("SELECT kind, msg_hash, prev FROM results WHERE station=? AND seq=?",
+                               (path, seq)).fetchone()
+
+    def _ingest_result(self, topic: str, path: str, station_id: str, payload: bytes, now: float | None) -> Outcome:
+        body, kid = self._verified(station_id, path, payload, (RESULT_TYP, WITHHELD_TYP))
+        seq = body["seq"]
+        typ = jws_header(payload)["typ"]
+        if typ == RESULT_TYP:
+            kind, h, prev = "result", sha256_hex(payload), body.get("prev")
+            if not _hex64(prev):
+                raise _Refuse("malformed", f"prev must be 64 hex digits, got {prev!r}", seq=seq)
+            if body.get("id") not in (None, f"{station_id}:{seq}"):
+                raise _Refuse("malformed", f"id {body.get('id')!r} is not '{station_id}:{seq}'", seq=seq)
+        else:
+            kind, h, prev = "withheld", body.get("msg_hash"), None
+            if not _hex64(h):
+                raise _Refuse("malformed", "withheld notice without a 64-hex msg_hash", seq=seq)
+        existing = self._row(path, seq)
+        if existing is not None:
+            old_kind, old_hash, _ = existing
+            if old_hash == h and old_kind == kind:
+                self._count(path, "duplicates")
+                return Outcome("duplicate", station=path, seq=seq)
+            if old_hash == h and old_kind == "withheld" and kind == "result":
+                pass   # the full message for a withheld seq finally arrived (e.g. a USB export): upgrade
+            elif old_hash == h:
+                self._count(path, "duplicates")    # a withheld notice for a message we already hold
+                return Outcome("duplicate", station=path, seq=seq)
+            else:
+                raise _Refuse("equivocation", f"seq {seq} already stored with hash {old_hash[:16]}…, this "
+                              f"message hashes to {str(h)[:16]}… (two different signed results for one seq)",
+                              seq=seq)
+        # chain: predecessor's hash must be our prev; our hash must be the successor's prev
+        if kind == "result":
+            if seq == 1 and prev != GENESIS_PREV:
+                raise _Refuse("broken-chain", "seq 1 must have prev = 64 zeros", seq=seq)
+            before = self._row(path, seq - 1) if seq > 1 else None
+            if before is not None and before[1] != prev:
+                raise _Refuse("broken-chain", f"prev {prev[:16]}… does not match stored seq {seq - 1} hash "
+                              f"{before[1][:16]}…", seq=seq)
+        after = self._row(path, seq + 1)
+        if after is not None and after[0] == "result" and after[2] != h:
+            raise _Refuse("broken-chain", f"stored seq {seq + 1} has prev {after[2][:16]}…, this message "
+                          f"hashes to {h[:16]}…", seq=seq)
+        r = body.get("reading") if isinstance(body.get("reading"), dict) else {}
+        sample = body.get("sample")
+        sample_id = sample.get("id") if isinstance(sample, dict) else None
+        read_at = body.get("time", {}).get("read_at") if isinstance(body.get("time"), dict) else None
+
+        def num(v: object) -> float | None:
+            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+        self.db.execute(
+            "INSERT OR REPLACE INTO results (station, seq, kind, message, msg_hash, prev, kid, sample, verdict,"
+            " tc_ratio, t_area, c_area, read_at, received_at, sig_ok) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)",
+            (path, seq, kind, payload, h, prev, kid, str(sample_id) if sample_id is not None else None,
+             body.get("verdict") if kind == "result" else f"withheld: {body.get('reason')}",
+             num(r.get("tc_ratio")), num(r.get("t_area")), num(r.get("c_area")), read_at, utc_now_iso(now)))
+        self._count(path, "stored")
+        changed = self._advance(path)
+        changed = self._check_pending_checkpoints(path) or changed
+        return Outcome("stored", station=path, seq=seq, ack_changed=changed)
+
+    def _count(self, path: str, name: str) -> None:
+        self.db.execute("INSERT INTO counters VALUES (?,?,1) ON CONFLICT (station, name) DO UPDATE SET n=n+1",
+                        (path, name))
+
+    def _station(self, path: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (path,))
+
+    def contiguous(self, path: str) -> int:
+        row = self.db.execute("SELECT contiguous FROM stations WHERE station=?", (path,)).fetchone()
+        return row[0] if row else 0
+
+    def _advance(self, path: str) -> bool:
+        self._station(path)
+        n = start = self.contiguous(path)
+        while self.db.execute("SELECT 1 FROM results WHERE station=? AND seq=?", (path, n + 1)).fetchone():
+            n += 1
+        if n != start:
+            self.db.execute("UPDATE stations SET contiguous=? WHERE station=?", (n, path))
+        return n != start
+
+    # ------------------------------------------------------------ checkpoints and status
+
+    def _ingest_checkpoint(self, topic: str, path: str, station_id: str, payload: bytes,
+                           now: float | None) -> Outcome:
+        body, _ = self._verified(station_id, path, payload, (CHECKPOINT_TYP,))
+        seq, head = body["seq"], body.get("head")
+        if not _hex64(head):
+            raise _Refuse("malformed", "checkpoint head must be 64 hex digits", seq=seq)
+        digest = sha256_hex(payload)
+        self._station(path)
+        self.db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?,?,'pending')",
+                        (path, seq, head, payload, digest, utc_now_iso(now)))
+        changed = self._check_pending_checkpoints(path)
+        state = self.db.execute("SELECT state FROM checkpoints WHERE station=? AND seq=? AND jws_sha256=?",
+                                (path, seq, digest)).fetchone()[0]
+        if state == "mismatch":
+            raise _Refuse("checkpoint-mismatch", f"checkpoint at seq {seq} has head {head[:16]}… but the stored "
+                          "result differs (truncated or rewritten journal?)", seq=seq)
+        return Outcome("checkpoint", station=path, seq=seq, reason=state, ack_changed=changed)
+
+    def _check_pending_checkpoints(self, path: str) -> bool:
+        changed = False
+        for seq, head, digest in self.db.execute(
+                "SELECT seq, head, jws_sha256 FROM checkpoints WHERE station=? AND state='pending'",
+                (path,)).fetchall():
+            row = self._row(path, seq)
+            if row is None:
+                continue
+            ok = row[1] == head
+            self.db.execute("UPDATE checkpoints SET state=? WHERE station=? AND seq=? AND jws_sha256=?",
+                            ("verified" if ok else "mismatch", path, seq, digest))
+            if not ok:
+                log.error("CHECKPOINT MISMATCH %s seq %s: station says head %s…, stored %s…", path, seq,
+                          head[:16], row[1][:16])
+            changed = changed or ok
+        return changed
+
+    def _ingest_status(self, path: str, payload: bytes, now: float | None) -> Outcome:
+        try:
+            text = payload.decode("utf-8")
+            json.loads(text)
+        except (UnicodeDecodeError, ValueError):
+            return Outcome("ignored", station=path, reason="status is not JSON")
+        self._station(path)
+        self.db.execute("UPDATE stations SET status=?, status_at=? WHERE station=?", (text, utc_now_iso(now), path))
+        return Outcome("status", station=path)
+
+    # ------------------------------------------------------------ acks, gaps, queries
+
+    def expected_last(self, path: str) -> int:
+        """Highest seq known to exist: stored results, or claimed by a signed checkpoint."""
+        a = self.db.execute("SELECT MAX(seq) FROM results WHERE station=?", (path,)).fetchone()[0] or 0
+        b = self.db.execute("SELECT MAX(seq) FROM checkpoints WHERE station=?", (path,)).fetchone()[0] or 0
+        return max(a, b)
+
+    def gaps(self, path: str) -> list[tuple[int, int]]:
+        """Missing seq ranges (inclusive) up to the highest seq known to exist."""
+        out: list[tuple[int, int]] = []
+        expect = self.contiguous(path) + 1
+        for (seq,) in self.db.execute("SELECT seq FROM results WHERE station=? AND seq>=? ORDER BY seq",
+                                      (path, expect)):
+            if seq > expect:
+                out.append((expect, seq - 1))
+            expect = seq + 1
+        last = self.expected_last(path)
+        if last >= expect:
+            out.append((expect, last))
+        return out
+
+    def stations(self) -> list[str]:
+        rows = self.db.execute("SELECT station FROM stations UNION SELECT station FROM results "
+                               "UNION SELECT station FROM refusals WHERE station IS NOT NULL ORDER BY 1")
+        return [r[0] for r in rows]
+
+    def latest_countersignable(self, path: str, upto: int) -> dict | None:
+        row = self.db.execute(
+            "SELECT seq, head, jws_sha256 FROM checkpoints WHERE station=? AND state='verified' AND seq<=? "
+            "ORDER BY seq DESC LIMIT 1", (path, upto)).fetchone()
+        return {"seq": row[0], "head": row[1], "jws_sha256": row[2]} if row else None
+
+    def build_ack(self, path: str, now: float | None = None) -> tuple[str, bytes] | None:
+        """(topic, signed ack) for the highest contiguous seq stored, or None if nothing to ack / no key."""
+        if self.town_key is None:
+            return None
+        n = self.contiguous(path)
+        if n == 0:
+            return None
+        head = self.db.execute("SELECT msg_hash FROM results WHERE station=? AND seq=?", (path, n)).fetchone()[0]
+        msg = build_ack(self.town_key, self.town_kid, path, n, head, self.latest_countersignable(path, n), now)
+        self.db.execute("UPDATE stations SET last_ack=?, last_ack_seq=? WHERE station=?", (msg, n, path))
+        grid, station_id = path.rsplit("/", 1)
+        return topics.topic(grid, station_id, "ack"), msg
+
+    def results(self, path: str) -> list[sqlite3.Row]:
+        self.db.row_factory = sqlite3.Row
+        try:
+            return self.db.execute("SELECT * FROM results WHERE station=? ORDER BY seq", (path,)).fetchall()
+        finally:
+            self.db.row_factory = None
+
+    def refusals(self, path: str | None = None) -> list[tuple]:
+        q = "SELECT received_at, topic, station, seq, code, detail FROM refusals"
+        if path is None:
+            return self.db.execute(q + " ORDER BY id").fetchall()
+        return self.db.execute(q + " WHERE station=? ORDER BY id", (path,)).fetchall()
+
+    def refusal_counts(self) -> list[tuple[str, str, int]]:
+        return self.db.execute("SELECT COALESCE(station,'?'), code, COUNT(*) FROM refusals GROUP BY 1, 2 "
+                               "ORDER BY 1, 2").fetchall()
+
+    def counters(self, path: str) -> dict[str, int]:
+        return dict(self.db.execute("SELECT name, n FROM counters WHERE station=?", (path,)).fetchall())
+
+    def station_info(self, path: str) -> dict:
+        row = self.db.execute("SELECT contiguous, status, status_at, last_ack_seq FROM stations WHERE station=?",
+                              (path,)).fetchone()
+        cp = self.db.execute("SELECT seq, state FROM checkpoints WHERE station=? ORDER BY seq DESC LIMIT 1",
+                             (path,)).fetchone()
+        return {
+            "contiguous": row[0] if row else 0,
+            "status": json.loads(row[1]) if row and row[1] else None,
+            "status_at": row[2] if row else None,
+            "last_ack_seq": row[3] if row else 0,
+            "checkpoint": {"seq": cp[0], "state": cp[1]} if cp else None,
+        }

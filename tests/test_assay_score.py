@@ -1,0 +1,143 @@
+# score_image on generated photographs: localisation, ratios, verdicts for each format, each quality gate.
+import math
+
+import numpy as np
+import pytest
+
+from station.assay import BUILTIN_STRIP_TYPES, score_image
+from station.photogen import random_scene, render
+
+GENERIC = BUILTIN_STRIP_TYPES["pesticide-generic"]
+
+
+def shot(seed, strip_type="pesticide-generic", **kw):
+    rng = np.random.default_rng(seed)
+    kw.setdefault("resolution", (1280, 960))
+    img, truth = render(random_scene(rng, strip_type=strip_type, **kw), rng)
+    return img, truth
+
+
+def match(score, truth):
+    """Pairs (truth cassette, strip) by centre distance; unmatched strips are phantoms."""
+    pairs, used = [], set()
+    for c in truth["cassettes"]:
+        best = None
+        for s in score.strips:
+            d = math.dist(c["center"], s.center)
+            if d < 0.25 * c["length_px"] and s.slot not in used and (best is None or d < best[0]):
+                best = (d, s)
+        if best:
+            used.add(best[1].slot)
+            pairs.append((c, best[1]))
+    phantoms = [s for s in score.strips if s.slot not in used]
+    return pairs, phantoms
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_finds_every_cassette_left_to_right_and_reads_its_ratio(seed):
+    img, truth = shot(seed)
+    score = score_image(img, GENERIC)
+    pairs, phantoms = match(score, truth)
+    assert len(pairs) == len(truth["cassettes"]) and not phantoms
+    xs = [s.center[0] for s in score.strips]
+    assert xs == sorted(xs) and [s.slot for s in score.strips] == list(range(len(xs)))
+    for c, s in pairs:
+        assert s.verdict in ("negative", "positive"), s.quality
+        assert s.control_line
+        assert abs(s.tc_ratio - c["tc_ratio"]) < 0.08
+        assert abs(s.angle - c["angle"]) < 1.5
+
+
+@pytest.mark.parametrize("tc, verdict", [(0.2, "positive"), (0.5, "positive"), (1.1, "negative"), (1.4, "negative")])
+def test_competitive_verdict_follows_the_cutoff(tc, verdict):
+    img, truth = shot(30 + int(tc * 10), n_cassettes=1, tc=tc, c_peak=0.4, length_frac=0.5)
+    s = score_image(img, GENERIC).strips[0]
+    assert s.verdict == verdict and s.quality == []
+
+
+def test_sandwich_card_visible_t_line_is_positive_and_absent_is_negative():
+    st = BUILTIN_STRIP_TYPES["sandwich-generic"]
+    pos_img, _ = shot(41, "sandwich-generic", n_cassettes=1, tc=0.5, c_peak=0.4, length_frac=0.5)
+    neg_img, _ = shot(42, "sandwich-generic", n_cassettes=1, tc=0.0, c_peak=0.4, length_frac=0.5)
+    assert score_image(pos_img, st).strips[0].verdict == "positive"
+    neg = score_image(neg_img, st).strips[0]
+    assert neg.verdict == "negative" and neg.control_line
+
+
+def test_three_in_one_card_reads_each_test_line():
+    st = BUILTIN_STRIP_TYPES["pesticide-3in1"]
+    img, truth = shot(43, "pesticide-3in1", n_cassettes=1, length_frac=0.6)
+    s = score_image(img, st).strips[0]
+    c = truth["cassettes"][0]
+    assert set(s.tc_ratios) == {"T1", "T2", "T3"}
+    for name, ratio in c["tc_ratios"].items():
+        assert abs(s.tc_ratios[name] - ratio) < 0.1
+        assert s.line_verdicts[name] == ("positive" if s.tc_ratios[name] < st.cutoff else "negative")
+    assert s.tc_ratio == min(s.tc_ratios.values())
+
+
+def test_no_control_line_is_invalid_not_retake():
+    img, _ = shot(44, n_cassettes=1, cassette_faults=("no_c",))
+    s = score_image(img, GENERIC).strips[0]
+    assert s.verdict == "invalid" and "NO_CONTROL_LINE" in s.quality and s.tc_ratio is None
+
+
+def test_faint_control_line_is_still_read():
+    img, truth = shot(45, n_cassettes=1, cassette_faults=("faint_c",), length_frac=0.5)
+    s = score_image(img, GENERIC).strips[0]
+    assert s.control_line and s.verdict in ("negative", "positive")
+    assert "LOW_SIGNAL" in s.quality
+    assert abs(s.tc_ratio - truth["cassettes"][0]["tc_ratio"]) < 0.25
+
+
+@pytest.mark.parametrize("scene_fault, cassette_fault, code", [
+    (None, "glare", "GLARE"),
+    ("blur", None, "BLURRED"),
+    ("overexposed", None, "OVEREXPOSED"),
+    ("underexposed", None, "UNDEREXPOSED"),
+    (None, "tilted", "TILTED"),
+    (None, "cut_off", "CUT_OFF"),
+    (None, "face_down", "WINDOW_NOT_FOUND"),
+])
+def test_each_quality_gate_gives_retake_and_no_ratio(scene_fault, cassette_fault, code):
+    img, truth = shot(50, n_cassettes=1, faults=(scene_fault,) if scene_fault else (),
+                      cassette_faults=(cassette_fault,) if cassette_fault else ())
+    score = score_image(img, GENERIC)
+    assert len(score.strips) == 1
+    s = score.strips[0]
+    assert code in s.quality
+    assert s.verdict == "retake" and s.tc_ratio is None and s.reason
+
+
+def test_empty_tray_reports_no_strips_and_says_why():
+    img, _ = shot(60, faults=("empty_tray",))
+    score = score_image(img, GENERIC)
+    assert score.strips == [] and score.error is None and "no cassette" in score.reason
+
+
+def test_qr_code_is_tied_to_the_nearest_cassette():
+    img, truth = shot(61, n_cassettes=2, qr=True, length_frac=0.45)
+    score = score_image(img, GENERIC)
+    card = truth["qr_cards"][0]
+    owner = truth["cassettes"][card["cassette"]]
+    strip = min(score.strips, key=lambda s: math.dist(s.center, owner["center"]))
+    assert strip.qr == card["text"]
+    assert [s.qr for s in score.strips].count(card["text"]) == 1
+
+
+def test_json_keys_are_stable():
+    img, _ = shot(62, n_cassettes=2)
+    j = score_image(img, GENERIC).to_json(image="a.jpg")
+    assert {"image", "strips", "error"} <= set(j)
+    for s in j["strips"]:
+        assert {"slot", "center", "tc_ratio", "control_line", "quality", "verdict"} <= set(s)
+        assert s["verdict"] in ("negative", "positive", "invalid", "retake")
+
+
+def test_garbage_input_gives_an_error_not_an_exception():
+    tiny = score_image(np.zeros((10, 10, 3), np.uint8), GENERIC)
+    assert tiny.error is None and tiny.strips == [] and "too small" in tiny.reason
+    assert score_image(np.zeros((100, 100), np.uint8), GENERIC).error
+    assert score_image(np.zeros((300, 300, 3), np.float32), GENERIC).error
+    flat = np.full((480, 640, 3), 128, np.uint8)
+    assert score_image(flat, GENERIC).strips == []

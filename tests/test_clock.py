@@ -1,0 +1,74 @@
+# Clock: persisted boot counter, NTP sync detection through a real timedatectl process, RFC 3339 stamps.
+from __future__ import annotations
+
+import os
+import re
+import stat
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from station.clock import BOOT_COUNTER_FILE, SYNC_OVERRIDE_ENV, ClockStateError, boot_counter, clock_synced, now_rfc3339
+
+
+def test_boot_counter_increments_and_persists(tmp_path):
+    state = tmp_path / "state"
+    assert [boot_counter(state) for _ in range(3)] == [1, 2, 3]
+    assert (state / BOOT_COUNTER_FILE).read_text() == "3\n"
+    assert os.listdir(state) == [BOOT_COUNTER_FILE]  # no temp files left behind
+
+
+@pytest.mark.parametrize("content", [b"", b"-1\n", b"seven\n", b"\xff\xfe"])
+def test_damaged_boot_counter_is_an_error_not_a_reset(tmp_path, content):
+    (tmp_path / BOOT_COUNTER_FILE).write_bytes(content)
+    with pytest.raises(ClockStateError, match=BOOT_COUNTER_FILE):
+        boot_counter(tmp_path)
+    assert (tmp_path / BOOT_COUNTER_FILE).read_bytes() == content
+
+
+def fake_timedatectl(bin_dir, body: str):
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / "timedatectl"
+    exe.write_text(f"#!/bin/sh\n{body}\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ('[ "$*" = "show -p NTPSynchronized --value" ] && echo yes', True),
+        ("echo no", False),
+        ("echo yes; exit 1", False),  # a failing timedatectl is not trusted even if it printed yes
+        ("echo maybe", False),
+    ],
+)
+def test_clock_synced_reads_timedatectl(tmp_path, monkeypatch, body, expected):
+    monkeypatch.delenv(SYNC_OVERRIDE_ENV, raising=False)
+    fake_timedatectl(tmp_path / "bin", body)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert clock_synced() is expected
+
+
+def test_clock_unsynced_without_timedatectl(tmp_path, monkeypatch):
+    monkeypatch.delenv(SYNC_OVERRIDE_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert clock_synced() is False
+
+
+def test_override_env(tmp_path, monkeypatch):
+    fake_timedatectl(tmp_path / "bin", "echo no")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv(SYNC_OVERRIDE_ENV, "1")
+    assert clock_synced() is True
+    monkeypatch.setenv(SYNC_OVERRIDE_ENV, "0")
+    assert clock_synced() is False
+    monkeypatch.setenv(SYNC_OVERRIDE_ENV, "yes")
+    with pytest.raises(ClockStateError, match=SYNC_OVERRIDE_ENV):
+        clock_synced()
+
+
+def test_now_rfc3339_is_utc_with_z():
+    stamp = now_rfc3339()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", stamp), stamp
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert abs(datetime.now(UTC) - parsed) < timedelta(seconds=5)

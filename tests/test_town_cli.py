@@ -1,0 +1,163 @@
+# `station town listen|show|pubkey` as a user runs them: a real subprocess listener, a real broker, a publisher.
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+from station.config import BrokerConfig
+from station.journal import Journal
+from station.publisher import Publisher
+from station.signing import b64url_decode
+
+STATION = [sys.executable, "-c", "import sys; from station.cli.town import add_parser; import argparse;"
+           "p = argparse.ArgumentParser(); s = p.add_subparsers(required=True); add_parser(s);"
+           "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"]
+
+
+def station_town(*args, **kw):
+    return subprocess.run([*STATION, "town", *args], capture_output=True, text=True, timeout=30, **kw)
+
+
+def test_pubkey_creates_private_key_0600(tmp_path):
+    key = tmp_path / "town" / "town.key"
+    r = station_town("pubkey", "--key", str(key))
+    assert r.returncode == 0, r.stderr
+    jwk = json.loads(r.stdout)
+    assert jwk["kty"] == "OKP" and jwk["kid"] == "town/1"
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert json.loads(station_town("pubkey", "--key", str(key)).stdout) == jwk    # stable
+
+
+def test_listen_subprocess_end_to_end_and_show_json(station_kit, plain_broker, tmp_path):
+    kit = station_kit
+    key = tmp_path / "town.key"
+    town_jwk = json.loads(station_town("pubkey", "--key", str(key)).stdout)
+    (kit.tmp / "town-trusted.jwk").write_text(json.dumps(town_jwk))
+    j = Journal(kit.tmp / "journal.sqlite")
+    kit.fill(j, 20)
+    db = tmp_path / "town.db"
+    listen = subprocess.Popen([*STATION, "town", "listen", "--broker", plain_broker.url, "--trust",
+                               str(kit.trust_dir), "--db", str(db), "--key", str(key), "--resend-after", "1"],
+                              stderr=subprocess.PIPE, text=True)
+    events: queue.Queue = queue.Queue()
+    pub = None
+    try:
+        deadline = time.monotonic() + 10
+        while "connected" not in (line := listen.stderr.readline()):
+            assert time.monotonic() < deadline and line, "listener did not connect"
+        pub = Publisher(BrokerConfig(url=plain_broker.url, keepalive_s=5), kit.ident, kit.key,
+                        kit.tmp / "journal.sqlite", str(kit.tmp / "town-trusted.jwk"), on_event=events.put,
+                        clock_synced=lambda: True)
+        pub.start()
+        deadline = time.monotonic() + 15
+        while j.acked_seq() < 20:
+            assert time.monotonic() < deadline, "no ack for 20"
+            time.sleep(0.05)
+        # new results while connected, a positive among them
+        j.append(kit.maker("negative", "S-21"), verdict="negative", sample_id="S-21", image_path=None)
+        e22 = j.append(kit.maker("positive", "S-22"), verdict="positive", sample_id="S-22", image_path=None)
+        pub.notify()
+        deadline = time.monotonic() + 15
+        while j.acked_seq() < 22:
+            assert time.monotonic() < deadline, "no ack for 22"
+            time.sleep(0.05)
+    finally:
+        if pub:
+            pub.stop(3)
+        listen.send_signal(signal.SIGTERM)
+        listen.wait(10)
+    r = station_town("show", "--db", str(db), "--json", "--trust", str(kit.trust_dir))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    st = data["stations"][0]
+    assert st["station"] == kit.ident.path and st["contiguous"] == 22 and st["gaps"] == []
+    last = st["results"][-1]
+    assert last["signature_ok"] and last["verdict"] == "positive"
+    assert last["message"].encode() == e22.message                       # exactly as received
+    body = json.loads(b64url_decode(json.loads(last["message"])["payload"]))
+    assert body["seq"] == 22
+    text = station_town("show", "--db", str(db)).stdout
+    assert "gaps: none" in text and "OK" in text and "refusals: none" in text
+
+
+def test_listen_refuses_and_show_reports(station_kit, plain_broker, tmp_path):
+    import paho.mqtt.client as mqtt
+
+    from station import topics
+    kit = station_kit
+    db = tmp_path / "town.db"
+    listen = subprocess.Popen([*STATION, "town", "listen", "--broker", plain_broker.url, "--trust",
+                               str(kit.trust_dir), "--db", str(db), "--key", str(tmp_path / "k")],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while "connected" not in (line := listen.stderr.readline()):
+            assert time.monotonic() < deadline and line
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        c.connect(plain_broker.host, plain_broker.port)
+        c.loop_start()
+        t = topics.topic(kit.ident.grid, kit.ident.id, "result")
+        c.publish(t, b'{"protected":"x"}', qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 10
+        while "REFUSED" not in (line := listen.stderr.readline()):
+            assert time.monotonic() < deadline and line
+        assert "[malformed]" in line
+        c.disconnect()
+        c.loop_stop()
+    finally:
+        listen.send_signal(signal.SIGTERM)
+        listen.wait(10)
+    text = station_town("show", "--db", str(db)).stdout
+    assert "malformed" in text
+
+
+def test_listener_reports_gap_asks_resend_with_signed_cmd_and_clears_it(station_kit, plain_broker, tmp_path):
+    import paho.mqtt.client as mqtt
+
+    from station import topics
+    from station.commands import CMD_TYP
+    from station.signing import jwk_public_key, verify_jws
+    kit = station_kit
+    key = tmp_path / "town.key"
+    town_pub = jwk_public_key(json.loads(station_town("pubkey", "--key", str(key)).stdout))
+    j = Journal(kit.tmp / "journal.sqlite")
+    kit.fill(j, 5)
+    db = tmp_path / "town.db"
+    listen = subprocess.Popen([*STATION, "town", "listen", "--broker", plain_broker.url, "--trust",
+                               str(kit.trust_dir), "--db", str(db), "--key", str(key), "--resend-after", "1"],
+                              stderr=subprocess.PIPE, text=True)
+    cmds: queue.Queue = queue.Queue()
+    try:
+        deadline = time.monotonic() + 10
+        while "connected" not in (line := listen.stderr.readline()):
+            assert time.monotonic() < deadline and line
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        c.on_message = lambda _c, _u, m: cmds.put(bytes(m.payload))
+        c.connect(plain_broker.host, plain_broker.port)
+        c.loop_start()
+        c.subscribe(topics.topic(kit.ident.grid, kit.ident.id, "cmd"), qos=1)
+        t = topics.topic(kit.ident.grid, kit.ident.id, "result")
+        for seq in (1, 2, 3, 5):
+            c.publish(t, j.get(seq).message, qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 10
+        while "GAP" not in (line := listen.stderr.readline()):
+            assert time.monotonic() < deadline and line
+        assert "missing seq 4" in line
+        body = verify_jws(cmds.get(timeout=10), town_pub, typ=CMD_TYP)
+        assert (body["cmd"], body["from_seq"], body["to_seq"], body["station"]) == ("resend", 4, 4, kit.ident.path)
+        assert body["expires"] > time.time() and len(body["nonce"]) >= 16
+        c.publish(t, j.get(4).message, qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 10
+        while "filled" not in (line := listen.stderr.readline()):
+            assert time.monotonic() < deadline and line
+        c.disconnect()
+        c.loop_stop()
+    finally:
+        listen.send_signal(signal.SIGTERM)
+        listen.wait(10)
