@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: from the clock, printed)")
     p.add_argument("--out", metavar="DIR", help="same as DIR, for --generate")
     p.add_argument("--strip-type", default=DEFAULT_STRIP_TYPE, choices=sorted(BUILTIN_STRIP_TYPES))
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for --generate")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -37,7 +39,7 @@ def _generate(args: argparse.Namespace, out: Path) -> None:
     seed = args.seed if args.seed is not None else int(time.time())
     out.mkdir(parents=True, exist_ok=True)
     _progress(args, f"generating {args.generate} photographs, seed {seed}, into {out}")
-    for k, (name, data, truth) in enumerate(generate(args.generate, seed, args.strip_type), 1):
+    for k, (name, data, truth) in enumerate(generate(args.generate, seed, args.strip_type, args.jobs), 1):
         (out / f"{name}.jpg").write_bytes(data)
         (out / f"{name}.json").write_text(json.dumps(truth))
         if k % max(1, args.generate // 20) == 0 or k == args.generate:

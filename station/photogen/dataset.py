@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+import multiprocessing
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from station.assay.striptype import BUILTIN_STRIP_TYPES
 from station.photogen.render import render_jpeg
 from station.photogen.scene import random_cassette, random_scene
 
@@ -31,51 +33,48 @@ def plan(n: int) -> list[str]:
     return kinds
 
 
-def _scene(kind: str, rng: np.random.Generator, strip_type: str) -> dict[str, Any]:
-    if kind == "normal":
-        return random_scene(rng, strip_type=strip_type)
-    if kind in ("blur", "overexposed", "underexposed", "empty_tray"):
-        return random_scene(rng, strip_type=strip_type, faults=(kind,))
-    return random_scene(rng, strip_type=strip_type, cassette_faults=(kind,))
-
-
-def generate(n: int, seed: int, strip_type: str = "pesticide-generic") -> Iterator[tuple[str, bytes, dict[str, Any]]]:
-    """Yield (name, jpeg bytes, truth) for a set of n photographs; the same seed gives the same set."""
-    from station.assay.striptype import BUILTIN_STRIP_TYPES
-
+def _group_strip(seed: int, group: int, strip_type: str) -> tuple[dict[str, Any], float]:
+    rng = np.random.default_rng([seed, 1, group])
     st = BUILTIN_STRIP_TYPES[strip_type]
-    rng = np.random.default_rng(seed)
+    # Mid-range ratios with a clear C line: what a reader's repeatability is quoted at.
+    strip = random_cassette(rng, st, tc=float(rng.uniform(0.4, 1.2)), c_peak=float(rng.uniform(0.25, 0.6)))
+    return strip, float(rng.uniform(0.3, 0.6))
+
+
+def make_one(job: tuple[int, str, int, int, str]) -> tuple[str, bytes, dict[str, Any]]:
+    """Render photograph i of a set; each has its own random stream so sets can be made in parallel."""
+    i, kind, seed, group, strip_type = job
+    rng = np.random.default_rng([seed, 0, i])
+    if kind == "repeat":
+        strip, length = _group_strip(seed, group, strip_type)
+        scene = random_scene(rng, strip_type=strip_type, n_cassettes=1, length_frac=length, qr=False)
+        placed = scene["cassettes"][0]
+        strip = copy.deepcopy(strip)
+        strip.update({k: placed[k] for k in ("center", "angle", "length_px", "width_px")})
+        scene["cassettes"][0] = strip
+        scene["group"] = group
+    elif kind == "normal":
+        scene = random_scene(rng, strip_type=strip_type)
+    elif kind in ("blur", "overexposed", "underexposed", "empty_tray"):
+        scene = random_scene(rng, strip_type=strip_type, faults=(kind,))
+    else:
+        scene = random_scene(rng, strip_type=strip_type, cassette_faults=(kind,))
+    scene["kind"] = kind
+    data, truth = render_jpeg(scene, rng)
+    return f"{i:05d}", data, truth
+
+
+def generate(n: int, seed: int, strip_type: str = "pesticide-generic",
+             jobs: int = 1) -> Iterator[tuple[str, bytes, dict[str, Any]]]:
+    """Yield (name, jpeg bytes, truth) for n photographs; the same seed gives the same set for any jobs."""
     kinds = plan(n)
-    group_strip: dict[str, Any] | None = None
-    group = -1
-    repeat_index = 0
+    work, repeat_seen = [], 0
     for i, kind in enumerate(kinds):
-        if kind == "repeat":
-            if repeat_index % REPEATS == 0:
-                group += 1
-                # Mid-range ratios with a clear C line: what a reader's repeatability is quoted at.
-                group_strip = random_cassette(rng, st, tc=float(rng.uniform(0.4, 1.2)),
-                                              c_peak=float(rng.uniform(0.25, 0.6)))
-                group_len = float(rng.uniform(0.3, 0.6))
-            repeat_index += 1
-            scene = random_scene(rng, strip_type=strip_type, n_cassettes=1, length_frac=group_len, qr=False)
-            placed = scene["cassettes"][0]
-            strip = copy.deepcopy(group_strip)
-            strip.update({k: placed[k] for k in ("center", "angle", "length_px", "width_px")})
-            scene["cassettes"][0] = strip
-            scene["group"] = group
-        else:
-            scene = _scene(kind, rng, strip_type)
-        scene["kind"] = kind
-        data, truth = render_jpeg(scene, rng)
-        yield f"{i:05d}", data, truth
-
-
-def progress_every(total: int, report: Callable[[str], None]) -> Callable[[int], None]:
-    step = max(1, total // 20)
-
-    def tick(done: int) -> None:
-        if done % step == 0 or done == total:
-            report(f"{done}/{total}")
-
-    return tick
+        group = repeat_seen // REPEATS if kind == "repeat" else -1
+        repeat_seen += kind == "repeat"
+        work.append((i, kind, seed, group, strip_type))
+    if jobs <= 1:
+        yield from map(make_one, work)
+        return
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        yield from pool.imap(make_one, work, chunksize=4)
