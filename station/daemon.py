@@ -16,7 +16,7 @@ from station import clock, sdnotify, signing, storage, workflow
 from station.config import StationConfig
 from station.errors import StationError
 from station.home import Home, signing_key_path
-from station.journal import Journal
+from station.journal import Journal, JournalDamagedError
 
 log = logging.getLogger("station.daemon")
 
@@ -40,7 +40,7 @@ class Daemon:
         self.state = "starting"
         self.boot = clock.boot_counter(home.state)
         self.key = signing.load_private_key(signing_key_path(home, cfg.station.key_file))
-        self.journal = Journal(home.journal)
+        self.journal = _open_journal(home)
         self.strip_types, self.calibration_ids = calibrated_catalog(cfg.strip_types, home.root)
         self.disk = self._disk()
         self.camera = None
@@ -332,6 +332,16 @@ class Daemon:
 
     def _on_status_request(self, reply) -> None:
         reply(self.status())
+
+
+def _open_journal(home: Home) -> Journal:
+    """A damaged journal stops the station: starting a fresh one would restart seq at 1 and hide the damage."""
+    try:
+        return Journal(home.journal)
+    except JournalDamagedError as exc:
+        raise JournalDamagedError(
+            f"{exc}; the station will not start and leaves the file untouched. Technician: see "
+            "docs/technician.md, 'Damaged journal'") from None
 
 
 def _problems(score) -> str:

@@ -28,13 +28,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 
 
 @pytest.fixture
-def plain_broker(tmp_path):
-    """A private plain mosquitto on 127.0.0.1 (ephemeral port) that a test may stop, kill or restart."""
-    with LocalBroker(tmp_path / "plain-broker") as broker:
-        yield broker
-
-
-@pytest.fixture
 def station_kit(tmp_path):
     """A station identity, its signing key and trusted JWK, a town key and JWK, and a result maker."""
     import json

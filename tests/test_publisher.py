@@ -124,12 +124,12 @@ def ack_for(kit, j: Journal, n: int, key=None, station=None, head=None, checkpoi
 # ----------------------------------------------------------------------------------------------
 
 
-def test_delivers_in_seq_order_and_resends_unacked_after_broker_restart(station_kit, plain_broker, events):
+def test_delivers_in_seq_order_and_resends_unacked_after_broker_restart(station_kit, local_broker, events):
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 30)
-    sniff = Sniffer(plain_broker, topic(kit, "result"))
-    pub = make_pub(kit, plain_broker, events)
+    sniff = Sniffer(local_broker, topic(kit, "result"))
+    pub = make_pub(kit, local_broker, events)
     pub.start()
     try:
         next_event(events, "connected")
@@ -142,13 +142,13 @@ def test_delivers_in_seq_order_and_resends_unacked_after_broker_restart(station_
         next_event(events, "acked", seq=10)
         assert j.acked_seq() == 10
         sniff.close()
-        plain_broker.stop()
+        local_broker.stop()
         next_event(events, "disconnected")
         kit.fill(j, 5)   # committed while the broker is down
         pub.notify()
-        plain_broker.start()
+        local_broker.start()
         # the retained ack was lost with the non-persistent broker: re-assert it as the town would
-        sniff = Sniffer(plain_broker, topic(kit, "result"))
+        sniff = Sniffer(local_broker, topic(kit, "result"))
         sniff.publish(topic(kit, "ack"), ack_for(kit, j, 10), retain=True)
         next_event(events, "connected", timeout=15)
         _, seen = sniff.until(lambda m: seq_of(m[1]) == 35, timeout=10)
@@ -159,15 +159,15 @@ def test_delivers_in_seq_order_and_resends_unacked_after_broker_restart(station_
         sniff.close()
 
 
-def test_end_to_end_town_listener_acks_and_journal_marks_acked(station_kit, plain_broker, events, tmp_path):
+def test_end_to_end_town_listener_acks_and_journal_marks_acked(station_kit, local_broker, events, tmp_path):
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 120)
-    town = TownListener(TownBroker(plain_broker.url, keepalive_s=5), kit.trust_dir, tmp_path / "town.db",
+    town = TownListener(TownBroker(local_broker.url, keepalive_s=5), kit.trust_dir, tmp_path / "town.db",
                         kit.town_key)
     town.start()
     assert town.wait_connected(5)
-    pub = make_pub(kit, plain_broker, events, checkpoint_every=50)
+    pub = make_pub(kit, local_broker, events, checkpoint_every=50)
     pub.start()
     try:
         wait_for(lambda: j.acked_seq() == 120, timeout=15, what="town ack of 120")
@@ -188,14 +188,14 @@ def test_end_to_end_town_listener_acks_and_journal_marks_acked(station_kit, plai
         town.stop()
 
 
-def test_ack_verification_refuses_bad_signature_wrong_station_and_head_mismatch(station_kit, plain_broker, events):
+def test_ack_verification_refuses_bad_signature_wrong_station_and_head_mismatch(station_kit, local_broker, events):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 5)
-    sniff = Sniffer(plain_broker, topic(kit, "result"))
-    pub = make_pub(kit, plain_broker, events)
+    sniff = Sniffer(local_broker, topic(kit, "result"))
+    pub = make_pub(kit, local_broker, events)
     pub.start()
     try:
         next_event(events, "connected")
@@ -214,14 +214,14 @@ def test_ack_verification_refuses_bad_signature_wrong_station_and_head_mismatch(
         sniff.close()
 
 
-def test_resend_command_valid_then_refusals(station_kit, plain_broker, events):
+def test_resend_command_valid_then_refusals(station_kit, local_broker, events):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 8)
-    sniff = Sniffer(plain_broker, topic(kit, "result"))
-    pub = make_pub(kit, plain_broker, events, clock_synced=lambda: True)
+    sniff = Sniffer(local_broker, topic(kit, "result"))
+    pub = make_pub(kit, local_broker, events, clock_synced=lambda: True)
     pub.start()
     try:
         sniff.until(lambda m: seq_of(m[1]) == 8)
@@ -255,7 +255,7 @@ def test_resend_command_valid_then_refusals(station_kit, plain_broker, events):
         sniff.close()
 
 
-def test_oversize_result_is_quarantined_with_a_signed_withheld_notice(station_kit, plain_broker, events):
+def test_oversize_result_is_quarantined_with_a_signed_withheld_notice(station_kit, local_broker, events):
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 2)
@@ -263,8 +263,8 @@ def test_oversize_result_is_quarantined_with_a_signed_withheld_notice(station_ki
     kit.fill(j, 2)
     cap = len(j.get(1).message) + 60
     assert len(j.get(3).message) > cap
-    sniff = Sniffer(plain_broker, topic(kit, "result"))
-    pub = make_pub(kit, plain_broker, events, max_payload_bytes=cap)
+    sniff = Sniffer(local_broker, topic(kit, "result"))
+    pub = make_pub(kit, local_broker, events, max_payload_bytes=cap)
     pub.start()
     try:
         ev = next_event(events, "quarantined", seq=3)
@@ -280,15 +280,15 @@ def test_oversize_result_is_quarantined_with_a_signed_withheld_notice(station_ki
         sniff.close()
 
 
-def test_status_online_then_offline_on_clean_stop(station_kit, plain_broker, events):
+def test_status_online_then_offline_on_clean_stop(station_kit, local_broker, events):
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 3)
-    pub = make_pub(kit, plain_broker, events)
+    pub = make_pub(kit, local_broker, events)
     pub.start()
     next_event(events, "connected")
     pub.update_status(state="idle", disk_pct=12.5)
-    sniff = Sniffer(plain_broker, topic(kit, "status"))
+    sniff = Sniffer(local_broker, topic(kit, "status"))
     try:
         _, p, retained = sniff.until(lambda m: json.loads(m[1]).get("activity") == "idle")[0]
         st = json.loads(p)
@@ -314,10 +314,10 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_last_will_offline_when_publisher_process_is_sigkilled(station_kit, plain_broker, tmp_path):
+def test_last_will_offline_when_publisher_process_is_sigkilled(station_kit, local_broker, tmp_path):
     kit = station_kit
-    sniff = Sniffer(plain_broker, topic(kit, "status"))
-    child = subprocess.Popen([sys.executable, "-c", CHILD, plain_broker.url, str(tmp_path / "child.sqlite")],
+    sniff = Sniffer(local_broker, topic(kit, "status"))
+    child = subprocess.Popen([sys.executable, "-c", CHILD, local_broker.url, str(tmp_path / "child.sqlite")],
                              stdout=subprocess.PIPE, text=True)
     try:
         assert "connected" in child.stdout.readline()
@@ -328,7 +328,7 @@ def test_last_will_offline_when_publisher_process_is_sigkilled(station_kit, plai
         _, p, _ = sniff.until(lambda m: json.loads(m[1])["state"] == "offline", timeout=12)[0]
         assert "last will" in json.loads(p)["reason"]
         sniff.close()
-        late = Sniffer(plain_broker, topic(kit, "status"))    # a late subscriber sees the retained offline
+        late = Sniffer(local_broker, topic(kit, "status"))    # a late subscriber sees the retained offline
         _, p, retained = late.until(lambda m: True)[0]
         assert retained and json.loads(p)["state"] == "offline"
         late.close()
@@ -338,12 +338,12 @@ def test_last_will_offline_when_publisher_process_is_sigkilled(station_kit, plai
             child.wait()
 
 
-def test_positive_is_not_delayed_behind_a_backlog(station_kit, plain_broker, events):
+def test_positive_is_not_delayed_behind_a_backlog(station_kit, local_broker, events):
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 2000)
-    sniff = Sniffer(plain_broker, topic(kit, "result"))
-    pub = make_pub(kit, plain_broker, events, max_inflight=50, max_ahead=None)   # no town acks here
+    sniff = Sniffer(local_broker, topic(kit, "result"))
+    pub = make_pub(kit, local_broker, events, max_inflight=50, max_ahead=None)   # no town acks here
     pub.start()
     try:
         next_event(events, "connected")
@@ -361,11 +361,11 @@ def test_positive_is_not_delayed_behind_a_backlog(station_kit, plain_broker, eve
         sniff.close()
 
 
-def test_supervisor_rebuilds_a_client_whose_network_thread_died(station_kit, plain_broker, events):
+def test_supervisor_rebuilds_a_client_whose_network_thread_died(station_kit, local_broker, events):
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 3)
-    pub = make_pub(kit, plain_broker, events)
+    pub = make_pub(kit, local_broker, events)
     pub.start()
     try:
         next_event(events, "connected")
@@ -379,15 +379,15 @@ def test_supervisor_rebuilds_a_client_whose_network_thread_died(station_kit, pla
         pub.stop(3)
 
 
-def test_checkpoint_is_signed_and_published(station_kit, plain_broker, events):
+def test_checkpoint_is_signed_and_published(station_kit, local_broker, events):
     from station.commands import CHECKPOINT_TYP
     from station.signing import verify_jws
 
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 7)
-    sniff = Sniffer(plain_broker, topic(kit, "checkpoint"))
-    pub = make_pub(kit, plain_broker, events, checkpoint_every=5)
+    sniff = Sniffer(local_broker, topic(kit, "checkpoint"))
+    pub = make_pub(kit, local_broker, events, checkpoint_every=5)
     pub.start()
     try:
         _, p, _ = sniff.until(lambda m: True)[0]
@@ -400,37 +400,37 @@ def test_checkpoint_is_signed_and_published(station_kit, plain_broker, events):
         sniff.close()
 
 
-def test_supervisor_rebuilds_when_pubacks_stop_and_resends_after(station_kit, plain_broker, events):
+def test_supervisor_rebuilds_when_pubacks_stop_and_resends_after(station_kit, local_broker, events):
     """A frozen broker (SIGSTOP) keeps the TCP connection open but answers nothing: a wedge."""
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 3)
-    sniff = Sniffer(plain_broker, topic(kit, "result"))
-    pub = make_pub(kit, plain_broker, events, puback_timeout_s=1.5)
+    sniff = Sniffer(local_broker, topic(kit, "result"))
+    pub = make_pub(kit, local_broker, events, puback_timeout_s=1.5)
     pub.start()
     try:
         next_event(events, "connected")
         sniff.until(lambda m: seq_of(m[1]) == 3)
-        os.kill(plain_broker.pid, signal.SIGSTOP)
+        os.kill(local_broker.pid, signal.SIGSTOP)
         kit.fill(j, 2)
         pub.notify()
         ev = next_event(events, "rebuilt", timeout=10)
         assert "PUBACK" in ev.detail
-        os.kill(plain_broker.pid, signal.SIGCONT)
+        os.kill(local_broker.pid, signal.SIGCONT)
         next_event(events, "connected", timeout=15)
         sniff.until(lambda m: seq_of(m[1]) == 5, timeout=10)
     finally:
-        os.kill(plain_broker.pid, signal.SIGCONT)
+        os.kill(local_broker.pid, signal.SIGCONT)
         pub.stop(3)
         sniff.close()
 
 
-def test_flow_control_on_town_ack_and_rewind_when_the_ack_stalls(station_kit, plain_broker, events):
+def test_flow_control_on_town_ack_and_rewind_when_the_ack_stalls(station_kit, local_broker, events):
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 20)
-    sniff = Sniffer(plain_broker, topic(kit, "result"))
-    pub = make_pub(kit, plain_broker, events, max_ahead=5, ack_stall_s=1.0)
+    sniff = Sniffer(local_broker, topic(kit, "result"))
+    pub = make_pub(kit, local_broker, events, max_ahead=5, ack_stall_s=1.0)
     pub.start()
     try:
         _, seen = sniff.until(lambda m: seq_of(m[1]) == 5)
@@ -445,12 +445,12 @@ def test_flow_control_on_town_ack_and_rewind_when_the_ack_stalls(station_kit, pl
         sniff.close()
 
 
-def test_tail_lost_by_the_town_is_resent_when_the_ack_stays_short(station_kit, plain_broker, events):
+def test_tail_lost_by_the_town_is_resent_when_the_ack_stays_short(station_kit, local_broker, events):
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 4)
-    sniff = Sniffer(plain_broker, topic(kit, "result"))
-    pub = make_pub(kit, plain_broker, events, ack_stall_s=1.0)
+    sniff = Sniffer(local_broker, topic(kit, "result"))
+    pub = make_pub(kit, local_broker, events, ack_stall_s=1.0)
     pub.start()
     try:
         sniff.until(lambda m: seq_of(m[1]) == 4)
@@ -463,25 +463,25 @@ def test_tail_lost_by_the_town_is_resent_when_the_ack_stays_short(station_kit, p
         sniff.close()
 
 
-def test_broker_killed_mid_drain_nothing_lost_town_contiguous(station_kit, plain_broker, events, tmp_path):
+def test_broker_killed_mid_drain_nothing_lost_town_contiguous(station_kit, local_broker, events, tmp_path):
     from station.town_store import TownStore
 
     kit = station_kit
     j = journal(kit)
     kit.fill(j, 1500)
-    town = TownListener(TownBroker(plain_broker.url, keepalive_s=5), kit.trust_dir, tmp_path / "town.db",
+    town = TownListener(TownBroker(local_broker.url, keepalive_s=5), kit.trust_dir, tmp_path / "town.db",
                         kit.town_key)
     town.start()
     assert town.wait_connected(5)
-    pub = make_pub(kit, plain_broker, events)
+    pub = make_pub(kit, local_broker, events)
     pub.start()
     try:
         wait_for(lambda: j.acked_seq() >= 300, timeout=15, what="drain under way")
-        plain_broker.kill()                      # power cut at the broker, mid-drain
+        local_broker.kill()                      # power cut at the broker, mid-drain
         time.sleep(1.0)
         j.append(kit.maker("positive", "P-1"), verdict="positive", sample_id="P-1", image_path=None)
         pub.notify()
-        plain_broker.start()
+        local_broker.start()
         wait_for(lambda: j.acked_seq() == 1501, timeout=40, what="everything acked after the broker restart")
     finally:
         pub.stop(3)

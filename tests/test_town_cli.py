@@ -34,7 +34,7 @@ def test_pubkey_creates_private_key_0600(tmp_path):
     assert json.loads(station_town("pubkey", "--key", str(key)).stdout) == jwk    # stable
 
 
-def test_listen_subprocess_end_to_end_and_show_json(station_kit, plain_broker, tmp_path):
+def test_listen_subprocess_end_to_end_and_show_json(station_kit, local_broker, tmp_path):
     kit = station_kit
     key = tmp_path / "town.key"
     town_jwk = json.loads(station_town("pubkey", "--key", str(key)).stdout)
@@ -42,7 +42,7 @@ def test_listen_subprocess_end_to_end_and_show_json(station_kit, plain_broker, t
     j = Journal(kit.tmp / "journal.sqlite")
     kit.fill(j, 20)
     db = tmp_path / "town.db"
-    listen = subprocess.Popen([*STATION, "town", "listen", "--broker", plain_broker.url, "--trust",
+    listen = subprocess.Popen([*STATION, "town", "listen", "--broker", local_broker.url, "--trust",
                                str(kit.trust_dir), "--db", str(db), "--key", str(key), "--resend-after", "1"],
                               stderr=subprocess.PIPE, text=True)
     events: queue.Queue = queue.Queue()
@@ -51,7 +51,7 @@ def test_listen_subprocess_end_to_end_and_show_json(station_kit, plain_broker, t
         deadline = time.monotonic() + 10
         while "connected" not in (line := listen.stderr.readline()):
             assert time.monotonic() < deadline and line, "listener did not connect"
-        pub = Publisher(BrokerConfig(url=plain_broker.url, keepalive_s=5), kit.ident, kit.key,
+        pub = Publisher(BrokerConfig(url=local_broker.url, keepalive_s=5), kit.ident, kit.key,
                         kit.tmp / "journal.sqlite", str(kit.tmp / "town-trusted.jwk"), on_event=events.put,
                         clock_synced=lambda: True)
         pub.start()
@@ -86,13 +86,13 @@ def test_listen_subprocess_end_to_end_and_show_json(station_kit, plain_broker, t
     assert "gaps: none" in text and "OK" in text and "refusals: none" in text
 
 
-def test_listen_refuses_and_show_reports(station_kit, plain_broker, tmp_path):
+def test_listen_refuses_and_show_reports(station_kit, local_broker, tmp_path):
     import paho.mqtt.client as mqtt
 
     from station import topics
     kit = station_kit
     db = tmp_path / "town.db"
-    listen = subprocess.Popen([*STATION, "town", "listen", "--broker", plain_broker.url, "--trust",
+    listen = subprocess.Popen([*STATION, "town", "listen", "--broker", local_broker.url, "--trust",
                                str(kit.trust_dir), "--db", str(db), "--key", str(tmp_path / "k")],
                               stderr=subprocess.PIPE, text=True)
     try:
@@ -100,7 +100,7 @@ def test_listen_refuses_and_show_reports(station_kit, plain_broker, tmp_path):
         while "connected" not in (line := listen.stderr.readline()):
             assert time.monotonic() < deadline and line
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        c.connect(plain_broker.host, plain_broker.port)
+        c.connect(local_broker.host, local_broker.port)
         c.loop_start()
         t = topics.topic(kit.ident.grid, kit.ident.id, "result")
         c.publish(t, b'{"protected":"x"}', qos=1).wait_for_publish(5)
@@ -117,7 +117,7 @@ def test_listen_refuses_and_show_reports(station_kit, plain_broker, tmp_path):
     assert "malformed" in text
 
 
-def test_listener_reports_gap_asks_resend_with_signed_cmd_and_clears_it(station_kit, plain_broker, tmp_path):
+def test_listener_reports_gap_asks_resend_with_signed_cmd_and_clears_it(station_kit, local_broker, tmp_path):
     import paho.mqtt.client as mqtt
 
     from station import topics
@@ -129,7 +129,7 @@ def test_listener_reports_gap_asks_resend_with_signed_cmd_and_clears_it(station_
     j = Journal(kit.tmp / "journal.sqlite")
     kit.fill(j, 5)
     db = tmp_path / "town.db"
-    listen = subprocess.Popen([*STATION, "town", "listen", "--broker", plain_broker.url, "--trust",
+    listen = subprocess.Popen([*STATION, "town", "listen", "--broker", local_broker.url, "--trust",
                                str(kit.trust_dir), "--db", str(db), "--key", str(key), "--resend-after", "1"],
                               stderr=subprocess.PIPE, text=True)
     cmds: queue.Queue = queue.Queue()
@@ -139,7 +139,7 @@ def test_listener_reports_gap_asks_resend_with_signed_cmd_and_clears_it(station_
             assert time.monotonic() < deadline and line
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         c.on_message = lambda _c, _u, m: cmds.put(bytes(m.payload))
-        c.connect(plain_broker.host, plain_broker.port)
+        c.connect(local_broker.host, local_broker.port)
         c.loop_start()
         c.subscribe(topics.topic(kit.ident.grid, kit.ident.id, "cmd"), qos=1)
         t = topics.topic(kit.ident.grid, kit.ident.id, "result")
