@@ -58,6 +58,8 @@ def clock_synced() -> bool:
     return done.returncode == 0 and done.stdout.strip() == "yes"
 
 
-def now_rfc3339() -> str:
-    """UTC with millisecond precision and a 'Z' suffix, e.g. 2026-11-24T02:41:21.123Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def now_rfc3339(now: float | None = None) -> str:
+    """UTC with millisecond precision and a 'Z' suffix, e.g. 2026-11-24T02:41:21.123Z; of unix time `now`
+    if given, else of the current time."""
+    t = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")

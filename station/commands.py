@@ -2,19 +2,18 @@
 # Pure functions: building and verifying them needs no MQTT, so every refusal path is unit-testable.
 from __future__ import annotations
 
-import hashlib
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from station.clock import now_rfc3339
 from station.errors import SignatureError, StationError
+from station.records import message_hash
 from station.signing import jws_header, sign_jws, verify_jws
 
-RESULT_TYP = "nongan-result+json"
 ACK_TYP = "nongan-ack+json"
 CMD_TYP = "nongan-cmd+json"
 CHECKPOINT_TYP = "nongan-checkpoint+json"
@@ -35,13 +34,8 @@ class Refused(StationError):
         super().__init__(f"{kind} refused: {reason}")
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def utc_now_iso(now: float | None = None) -> str:
-    t = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# The hash that chains results is also the one acks and checkpoints name: one function for all of them.
+sha256_hex = message_hash
 
 
 def _int(payload: dict, key: str, kind: str, minimum: int = 0) -> int:
@@ -79,7 +73,7 @@ class Ack:
 
 def build_ack(key: Ed25519PrivateKey, kid: str, station_path: str, acked_seq: int, head: str,
               checkpoint: dict | None = None, now: float | None = None) -> bytes:
-    payload = {"v": 1, "station": station_path, "acked_seq": acked_seq, "head": head, "time": utc_now_iso(now)}
+    payload = {"v": 1, "station": station_path, "acked_seq": acked_seq, "head": head, "time": now_rfc3339(now)}
     if checkpoint is not None:
         payload["checkpoint"] = checkpoint
     return sign_jws(payload, key, kid, ACK_TYP)
@@ -87,7 +81,7 @@ def build_ack(key: Ed25519PrivateKey, kid: str, station_path: str, acked_seq: in
 
 def verify_ack(message: bytes, town_key: Ed25519PublicKey | None, station_path: str) -> Ack:
     """Signature, typ, version, station path and field shapes. The head check against the journal is the
-    caller's (it needs the journal): see Publisher._handle_ack."""
+    caller's (it needs the journal): see station.publisher.acks.TownReplies.ack."""
     p = _verify("ack", message, town_key, ACK_TYP, station_path)
     seq = _int(p, "acked_seq", "ack", 1)
     head = p.get("head")
@@ -173,7 +167,7 @@ def verify_command(message: bytes, town_key: Ed25519PublicKey | None, station_pa
 
 def build_checkpoint(key: Ed25519PrivateKey, kid: str, station_path: str, seq: int, head: str, boot: str,
                      now: float | None = None) -> bytes:
-    payload = {"v": 1, "station": station_path, "seq": seq, "head": head, "boot": boot, "time": utc_now_iso(now)}
+    payload = {"v": 1, "station": station_path, "seq": seq, "head": head, "boot": boot, "time": now_rfc3339(now)}
     return sign_jws(payload, key, kid, CHECKPOINT_TYP)
 
 
@@ -181,7 +175,7 @@ def build_withheld(key: Ed25519PrivateKey, kid: str, station_path: str, seq: int
                    reason: str, now: float | None = None) -> bytes:
     """Signed notice that result `seq` exists (hash, size) but cannot be sent over MQTT (quarantined)."""
     payload = {"v": 1, "station": station_path, "seq": seq, "msg_hash": msg_hash, "size": size,
-               "reason": reason, "time": utc_now_iso(now)}
+               "reason": reason, "time": now_rfc3339(now)}
     return sign_jws(payload, key, kid, WITHHELD_TYP)
 
 

@@ -12,6 +12,12 @@ def topic(grid: str, station: str, kind: str) -> str:
     return f"{PREFIX}/{grid}/{station}/{kind}"
 
 
+def station_topic(path: str, kind: str) -> str:
+    """The same, from a station's full grid path 'district/town/village/station'."""
+    grid, station = path.rsplit("/", 1)
+    return topic(grid, station, kind)
+
+
 def parse(name: str) -> tuple[str, str, str] | None:
     """(grid, station, kind) of a contract topic, or None for anything else."""
     parts = name.split("/")

@@ -195,11 +195,11 @@ class TownListener:
                     and now - since >= self.resend_after_s
                     and now - self._gap_asked.get(path, -1e9) >= self.resend_after_s):
                 self._gap_asked[path] = now
-                grid, sid = path.rsplit("/", 1)
+                t_cmd = topics.station_topic(path, "cmd")
                 for a, b in gaps[:10]:
                     cmd = build_resend(self.town_key, self.town_kid, path, a, b, secrets.token_hex(16),
                                        int(time.time()) + self.cmd_ttl_s)
-                    self.client.publish(topics.topic(grid, sid, "cmd"), cmd, qos=1, retain=False)
+                    self.client.publish(t_cmd, cmd, qos=1, retain=False)
                     log.warning("RESEND asked %s: seq %s..%s", path, a, b)
         for k in list(self._gap_seen):
             if k not in live:

@@ -14,20 +14,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from station import topics
-from station.commands import (
-    CHECKPOINT_TYP,
-    RESULT_TYP,
-    WITHHELD_TYP,
-    build_ack,
-    sha256_hex,
-    utc_now_iso,
-)
+from station.clock import now_rfc3339
+from station.commands import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, sha256_hex
 from station.errors import KeyFileError, SignatureError, StationError
+from station.records import GENESIS_PREV, RESULT_TYP
 from station.signing import b64url_decode, jws_header, load_jwk_file, verify_jws
 
 log = logging.getLogger("station.town")
-
-GENESIS_PREV = "0" * 64
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -196,7 +189,7 @@ class TownStore:
                 self.db.execute(
                     "INSERT INTO refusals (received_at, topic, station, seq, code, detail, message)"
                     " VALUES (?,?,?,?,?,?,?)",
-                    (utc_now_iso(now), topic, station, r.seq, r.code, r.detail, payload[:262144]))
+                    (now_rfc3339(now), topic, station, r.seq, r.code, r.detail, payload[:262144]))
                 loud = r.code in ("equivocation", "broken-chain", "wrong-path", "checkpoint-mismatch")
                 (log.error if loud else log.warning)(
                     "REFUSED %s %s#%s [%s] %s", topic, station, r.seq if r.seq is not None else "-",
@@ -293,7 +286,7 @@ class TownStore:
             " tc_ratio, t_area, c_area, read_at, received_at, sig_ok) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)",
             (path, seq, kind, payload, h, prev, kid, str(sample_id) if sample_id is not None else None,
              body.get("verdict") if kind == "result" else f"withheld: {body.get('reason')}",
-             num(r.get("tc_ratio")), num(r.get("t_area")), num(r.get("c_area")), read_at, utc_now_iso(now)))
+             num(r.get("tc_ratio")), num(r.get("t_area")), num(r.get("c_area")), read_at, now_rfc3339(now)))
         self._count(path, "stored")
         changed = self._advance(path)
         changed = self._check_pending_checkpoints(path) or changed
@@ -330,7 +323,7 @@ class TownStore:
         digest = sha256_hex(payload)
         self._station(path)
         self.db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?,?,'pending')",
-                        (path, seq, head, payload, digest, utc_now_iso(now)))
+                        (path, seq, head, payload, digest, now_rfc3339(now)))
         changed = self._check_pending_checkpoints(path)
         state = self.db.execute("SELECT state FROM checkpoints WHERE station=? AND seq=? AND jws_sha256=?",
                                 (path, seq, digest)).fetchone()[0]
@@ -363,7 +356,7 @@ class TownStore:
         except (UnicodeDecodeError, ValueError):
             return Outcome("ignored", station=path, reason="status is not JSON")
         self._station(path)
-        self.db.execute("UPDATE stations SET status=?, status_at=? WHERE station=?", (text, utc_now_iso(now), path))
+        self.db.execute("UPDATE stations SET status=?, status_at=? WHERE station=?", (text, now_rfc3339(now), path))
         return Outcome("status", station=path)
 
     # ------------------------------------------------------------ acks, gaps, queries
@@ -409,8 +402,7 @@ class TownStore:
         head = self.db.execute("SELECT msg_hash FROM results WHERE station=? AND seq=?", (path, n)).fetchone()[0]
         msg = build_ack(self.town_key, self.town_kid, path, n, head, self.latest_countersignable(path, n), now)
         self.db.execute("UPDATE stations SET last_ack=?, last_ack_seq=? WHERE station=?", (msg, n, path))
-        grid, station_id = path.rsplit("/", 1)
-        return topics.topic(grid, station_id, "ack"), msg
+        return topics.station_topic(path, "ack"), msg
 
     def results(self, path: str) -> list[sqlite3.Row]:
         self.db.row_factory = sqlite3.Row

@@ -141,3 +141,44 @@ def test_garbage_input_gives_an_error_not_an_exception():
     assert score_image(np.zeros((300, 300, 3), np.float32), GENERIC).error
     flat = np.full((480, 640, 3), 128, np.uint8)
     assert score_image(flat, GENERIC).strips == []
+
+
+def test_one_strip_rephotographed_reads_the_same():
+    import copy
+
+    from station.photogen.scene import random_cassette
+
+    strip = random_cassette(np.random.default_rng(70), GENERIC, tc=0.8, c_peak=0.4)
+    ratios = []
+    for k in range(6):
+        rng = np.random.default_rng(700 + k)
+        scene = random_scene(rng, n_cassettes=1, resolution=(1280, 960), length_frac=0.45, qr=False)
+        placed = scene["cassettes"][0]
+        s = copy.deepcopy(strip)
+        s.update({key: placed[key] for key in ("center", "angle", "length_px", "width_px")})
+        scene["cassettes"][0] = s
+        img, _ = render(scene, rng)
+        ratios.append(score_image(img, GENERIC).strips[0].tc_ratio)
+    assert np.std(ratios, ddof=1) / np.mean(ratios) < 0.03
+    assert abs(np.mean(ratios) - 0.8) < 0.03
+
+
+def test_debug_rendering_shows_the_photo_and_a_profile_per_strip():
+    from station.assay.debug import render_debug
+
+    img, _ = shot(71, n_cassettes=2)
+    score = score_image(img, GENERIC, want_debug=True)
+    assert all(s.profile is not None for s in score.strips)
+    out = render_debug(img, score)
+    assert out.shape[1] == img.shape[1] and out.shape[0] == img.shape[0] + 160
+    assert not np.array_equal(out[:img.shape[0]], img)  # boxes and labels were drawn
+    assert score_image(img, GENERIC).strips[0].profile is None  # profiles only kept when asked
+
+
+def test_cassette_laid_the_wrong_way_round_is_read_without_swapping_c_and_t():
+    img, truth = shot(72, n_cassettes=1, cassette_faults=("reversed",), tc=0.3, c_peak=0.4, length_frac=0.5)
+    c = truth["cassettes"][0]
+    s = score_image(img, GENERIC).strips[0]
+    assert abs(c["angle"]) > 150
+    assert abs((s.angle - c["angle"] + 180) % 360 - 180) < 1.5
+    assert s.verdict == "positive" and abs(s.tc_ratio - 0.3) < 0.08

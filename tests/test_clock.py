@@ -72,3 +72,8 @@ def test_now_rfc3339_is_utc_with_z():
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", stamp), stamp
     parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     assert abs(datetime.now(UTC) - parsed) < timedelta(seconds=5)
+
+
+def test_now_rfc3339_of_a_given_unix_time():
+    assert now_rfc3339(0) == "1970-01-01T00:00:00.000Z"
+    assert now_rfc3339(1795000881.1234) == "2026-11-18T11:21:21.123Z"

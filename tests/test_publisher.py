@@ -490,3 +490,36 @@ def test_broker_killed_mid_drain_nothing_lost_town_contiguous(station_kit, local
     path = kit.ident.path
     assert st.contiguous(path) == 1501 and st.gaps(path) == [] and st.refusals() == []
     assert [bytes(r["message"]) for r in st.results(path)] == [j.get(i).message for i in range(1, 1502)]
+
+
+def test_wedge_reason_names_each_kind_of_wedge():
+    import threading
+
+    from station.publisher.session import Session
+    from station.publisher.supervisor import wedge_reason
+
+    alive = threading.Event()
+    t = threading.Thread(target=alive.wait, daemon=True)
+    t.start()
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    limits = {"puback_timeout_s": 10.0, "connect_stuck_s": 600.0}
+    none = {"oldest_inflight_t": None, "last_puback_t": None, "inflight": 0, "connecting_since": None}
+    try:
+        up = Session(1, None, thread=t, connected=True)
+        assert wedge_reason(up, 100.0, **none, **limits) is None
+        assert wedge_reason(Session(1, None, thread=ended, connected=True), 100.0, **none, **limits) \
+            == "paho network thread died while connected"
+        stuck = {**none, "oldest_inflight_t": 50.0, "last_puback_t": 60.0, "inflight": 7}
+        assert wedge_reason(up, 71.0, **stuck, **limits) == "no PUBACK for 11 s with 7 in flight"
+        assert wedge_reason(up, 69.0, **stuck, **limits) is None     # a PUBACK 9 s ago: still moving
+        down = Session(1, None, thread=ended)
+        assert wedge_reason(down, 103.0, **{**none, "connecting_since": 100.0}, **limits) \
+            == "paho network thread ended before connecting"
+        assert wedge_reason(down, 101.0, **{**none, "connecting_since": 100.0}, **limits) is None
+        connecting = Session(1, None, thread=t)
+        assert wedge_reason(connecting, 701.0, **{**none, "connecting_since": 100.0}, **limits) \
+            == "no connection for 601 s"
+    finally:
+        alive.set()

@@ -148,3 +148,9 @@ def test_status_and_foreign_topics(station_kit, town):
     assert town.station_info(kit.ident.path)["status"] == {"state": "online"}
     assert town.ingest("other/topic", b"x").action == "ignored"
     assert town.ingest(rtopic(kit, "ack"), b"x").action == "ignored"
+
+
+def test_station_topic_is_the_topic_of_the_station_path():
+    ident = StationIdentity(id="st-0001", grid="d/t/v")
+    assert topics.station_topic(ident.path, "cmd") == topics.topic(ident.grid, ident.id, "cmd")
+    assert topics.parse(topics.station_topic(ident.path, "ack")) == ("d/t/v", "st-0001", "ack")

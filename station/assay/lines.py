@@ -1,6 +1,8 @@
 # Find and measure the C and T lines on a net absorbance profile: position, peak height, area, SNR.
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from station.assay.profile import robust_baseline
@@ -20,7 +22,9 @@ def _smooth(y: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(pad, k, mode="valid")
 
 
-def measure_lines(prof: np.ndarray, st: StripType) -> tuple[list[LineReading], np.ndarray, float]:
+def measure_lines(prof: np.ndarray, st: StripType,
+                  to_green: Callable[[np.ndarray], np.ndarray] | None = None,
+                  ) -> tuple[list[LineReading], np.ndarray, float]:
     """Return line readings, the baseline, and the profile noise (absorbance units)."""
     n = len(prof)
     pos = (np.arange(n) + 0.5) / n
@@ -48,6 +52,8 @@ def measure_lines(prof: np.ndarray, st: StripType) -> tuple[list[LineReading], n
         exclude |= np.abs(pos - pos[i]) <= (HALF_WIDTH + 0.5) * st.line_sigma
     base = robust_baseline(prof, exclude)
     net = prof - base
+    if to_green is not None:
+        net = to_green(net)
     net_sm = _smooth(net, 0.5 * sig_px)
     # Noise from the line-free membrane on the scale the peak is read at; baseline misfit counts too,
     # since it can raise a bump just like a line can.

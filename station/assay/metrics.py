@@ -42,6 +42,14 @@ def match(truth: dict[str, Any],
     return pairs, missed, phantoms
 
 
+def _ratios(d: dict[str, Any]) -> dict[str, float]:
+    """Per-test-line ratios of a truth cassette or a strip reading (single-T strips: {"T": ratio})."""
+    r = {k: v for k, v in (d.get("tc_ratios") or {}).items() if v is not None}
+    if not r and d.get("tc_ratio") is not None:
+        r = {"T": d["tc_ratio"]}
+    return r
+
+
 def _clean(truth: dict[str, Any], c: dict[str, Any]) -> bool:
     return not truth["faults"] and not c["faults"] and c["fully_visible"]
 
@@ -56,6 +64,8 @@ def compute(records: list[tuple[dict[str, Any], dict[str, Any], float]]) -> dict
     faint = [0, 0]
     gates: dict[str, list[int]] = {k: [0, 0] for k in GATE_KINDS}
     empty = [0, 0]
+    reversed_ = [0, 0]
+    qr = [0, 0]
     times = [ms for _, _, ms in records]
     crashes = 0
     for truth, score, _ in records:
@@ -82,13 +92,23 @@ def compute(records: list[tuple[dict[str, Any], dict[str, Any], float]]) -> dict
                     continue
                 if "group" in truth:
                     groups.setdefault(truth["group"], []).append(s["tc_ratio"])
-                elif c["c_peak"] >= 0.15 and 0 <= c["tc_ratio"] <= 1.5:
-                    errs.append(abs(s["tc_ratio"] - c["tc_ratio"]))
-                    meas.append(s["tc_ratio"])
-                    true.append(c["tc_ratio"])
+                elif c["c_peak"] >= 0.15:
+                    # Every test line counts (3-in-1 cards have several).
+                    for name, t_true in _ratios(c).items():
+                        t_meas = _ratios(s).get(name)
+                        if t_meas is not None and 0 <= t_true <= 1.5:
+                            errs.append(abs(t_meas - t_true))
+                            meas.append(t_meas)
+                            true.append(t_true)
             if "no_c" in c["faults"] and not truth["faults"]:
                 no_c[1] += 1
                 no_c[0] += int(s["verdict"] == "invalid")
+            if "reversed" in c["faults"] and not truth["faults"]:
+                reversed_[1] += 1
+                reversed_[0] += int(s["verdict"] in READ and abs(s["tc_ratio"] - c["tc_ratio"]) <= 0.08)
+            if c.get("qr"):
+                qr[1] += 1
+                qr[0] += int(s.get("qr") == c["qr"])
             if "faint_c" in c["faults"] and not truth["faults"]:
                 faint[1] += 1
                 faint[0] += int(s["verdict"] in READ and abs(s["tc_ratio"] - c["tc_ratio"]) <= 0.25)
@@ -129,6 +149,9 @@ def compute(records: list[tuple[dict[str, Any], dict[str, Any], float]]) -> dict
         rows.append(Row(f"gated retake: {kind} ({code})", v, target,
                         None if v is None or target == "(info)" else v >= 0.9, f"{gates[kind][0]}/{gates[kind][1]}"))
     rows += [
+        Row("reversed cassette read, ratio within 0.08", rate(reversed_), "(info)", None,
+            f"{reversed_[0]}/{reversed_[1]}"),
+        Row("QR code decoded and tied to its cassette", rate(qr), "(info)", None, f"{qr[0]}/{qr[1]}"),
         Row("empty tray -> no strips", rate(empty), "1.00", None if not empty[1] else empty[0] == empty[1],
             f"{empty[0]}/{empty[1]}"),
         Row("clean strips wrongly gated", false_retake / clean_total if clean_total else None, "(info)", None,

@@ -8,7 +8,7 @@ from station.assay import quality as q
 from station.assay.interpret import interpret
 from station.assay.lines import measure_lines
 from station.assay.locate import find_blobs
-from station.assay.profile import absorbance_profile, membrane_crop
+from station.assay.profile import absorbance_profile, luma_to_green, membrane_crop
 from station.assay.qr import decode_cards, nearest
 from station.assay.result import ImageScore, StripScore
 from station.assay.striptype import StripType
@@ -28,7 +28,7 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
     strip.box = box
     if blob.cut_off:
         strip.quality.append(q.CUT_OFF)
-    if abs(angle) > q.MAX_TILT_DEG:
+    if abs(q.tilt_of(angle)) > q.MAX_TILT_DEG:
         strip.quality.append(q.TILTED)
     if strip.quality:
         strip.reason = q.REASONS[strip.quality[0]]
@@ -44,6 +44,14 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
         return strip
     win = find_window(up, st)
     if win is None:
+        # Laid the wrong way round (well away from the operator): the window is then found turned, and
+        # reading it that way keeps C and T from being swapped.
+        turned = upright(bgr, center, angle + 180.0, width, length)
+        win = find_window(turned, st)
+        if win is not None:
+            up, angle = turned, angle + 180.0 if angle <= 0 else angle - 180.0
+            strip.angle = angle
+    if win is None:
         # A lamp reflection or clipped white hides the window's edges; say so, it is the fixable cause.
         expected = expected_window(up, st)
         strip.quality += q.exposure_codes(membrane_crop(up.patch, expected, inset_x=0.1, inset_y=0.05), up) or [
@@ -55,7 +63,7 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
     strip.quality += q.exposure_codes(membrane_crop(up.patch, win, inset_x=0.06, inset_y=0.02), up)
     crop = membrane_crop(up.patch, win)
     prof = absorbance_profile(crop)
-    readings, base, noise = measure_lines(prof, st)
+    readings, base, noise = measure_lines(prof, st, luma_to_green(crop))
     strip.profile, strip.baseline, strip.noise = prof, base, noise
     ya = win.y0 + 0.015 * (win.y1 - win.y0)
     yb = win.y1 - 0.015 * (win.y1 - win.y0)

@@ -1,6 +1,9 @@
 # Green-channel absorbance profile along the membrane and its robust (non-flat) membrane baseline.
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import cv2
 import numpy as np
 
 from station.assay.window import Window
@@ -25,11 +28,55 @@ def membrane_crop(patch: np.ndarray, win: Window, inset_x: float = 0.12, inset_y
     return patch[ya:yb, xa:xb]
 
 
+# Relative absorbance of colloidal gold in the camera's blue, green and red channels (peak ~525 nm).
+GOLD_K_BGR = np.array([0.50, 1.00, 0.12])
+# BT.601 luma, which is exactly the Y plane a JPEG stores at full resolution and with its finest tables.
+LUMA_W_BGR = np.array([0.114, 0.587, 0.299])
+
+
+def _srgb_encode(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def _srgb_decode(v: np.ndarray) -> np.ndarray:
+    v = np.clip(v, 0.0, 1.0)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
 def absorbance_profile(crop: np.ndarray) -> np.ndarray:
-    """-log10 of the mean linear green intensity per row, reordered so index 0 is the sample-well end."""
-    lin = SRGB_TO_LINEAR[crop[:, :, 1]]
-    rows = lin.mean(axis=1)
+    """-log10 of the mean linearised luma per row, reordered so index 0 is the sample-well end.
+
+    Luma rather than the decoded green plane: JPEG keeps chroma at half resolution with coarse
+    quantisation, and the decoded green inherits those errors (they doubled the repeatability CV);
+    luma carries the same gold signal (60 % green-weighted) without them. `luma_to_green` turns the
+    net luma absorbance back into green absorbance.
+    """
+    y = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    rows = SRGB_TO_LINEAR[y].mean(axis=1)
     return (-np.log10(np.maximum(rows, 1e-4)))[::-1].astype(np.float64)
+
+
+def luma_to_green(crop: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Map net luma absorbance to green absorbance for gold on this membrane.
+
+    Built from the membrane's own channel levels and gold's spectral shape: the luma a gold layer of
+    green absorbance A leaves is computed exactly (sRGB encode, BT.601 mix, decode), then inverted.
+    Small signals scale by a constant; strong lines are de-compressed (red light passes gold).
+    """
+    lin = SRGB_TO_LINEAR[crop.reshape(-1, 3)]
+    m = np.median(lin, axis=0).astype(np.float64)
+    a = np.linspace(0.0, 3.0, 301)
+    seen = m[None, :] * np.power(10.0, -a[:, None] * GOLD_K_BGR[None, :])
+    luma = _srgb_decode(_srgb_encode(seen) @ LUMA_W_BGR)
+    f = -np.log10(np.maximum(luma, 1e-6) / max(float(luma[0]), 1e-6))
+    slope = max((f[1] - f[0]) / (a[1] - a[0]), 1e-3)
+
+    def convert(net: np.ndarray) -> np.ndarray:
+        # Below the background (noise) the small-signal scale applies; above, the exact inverse.
+        return np.where(net <= 0, net / slope, np.interp(net, f, a))
+
+    return convert
 
 
 def robust_baseline(y: np.ndarray, exclude: np.ndarray, degree: int = 3, iterations: int = 6) -> np.ndarray:

@@ -18,10 +18,9 @@ WINDOW_NOT_FOUND = "WINDOW_NOT_FOUND"
 CUT_OFF = "CUT_OFF"
 NO_CONTROL_LINE = "NO_CONTROL_LINE"
 LOW_SIGNAL = "LOW_SIGNAL"
-NOISY = "NOISY"
 
 # Codes that make a reading untrustworthy: verdict "retake", no ratio.
-RETAKE_CODES = frozenset({GLARE, OVEREXPOSED, UNDEREXPOSED, BLURRED, TILTED, WINDOW_NOT_FOUND, CUT_OFF, NOISY})
+RETAKE_CODES = frozenset({GLARE, OVEREXPOSED, UNDEREXPOSED, BLURRED, TILTED, WINDOW_NOT_FOUND, CUT_OFF})
 
 MAX_TILT_DEG = 20.0
 SATURATED = 250          # sRGB code treated as clipped
@@ -40,7 +39,6 @@ REASONS = {
     CUT_OFF: "the cassette is cut off by the frame edge: move it toward the middle of the tray",
     NO_CONTROL_LINE: "no control line: the test did not run; repeat with a new cassette",
     LOW_SIGNAL: "the control line is faint: the reading is kept, but check the cassette lot and timing",
-    NOISY: "the membrane signal is too noisy to read: check the lighting and camera",
 }
 
 
@@ -99,6 +97,11 @@ def edge_blur_px(up: Upright) -> float | None:
     if not sig:
         return None
     return float(np.median(sig))
+
+
+def tilt_of(angle: float) -> float:
+    """Deviation of the cassette's long axis from the tray's, whichever way round it lies."""
+    return (angle + 90.0) % 180.0 - 90.0
 
 
 def blur_limit_px(line_sigma_px: float) -> float:

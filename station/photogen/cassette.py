@@ -88,7 +88,9 @@ def render_cassette(spec: dict[str, Any], geom: dict[str, Any], length_px: float
     img[ry0:ry1, rx0:rx1] *= np.float32(spec["rim_shade"])
     ix0, iy0, ix1, iy1 = int(round(wx0)), int(round(wy0)), int(round(wx1)), int(round(wy1))
     mh, mw = iy1 - iy0, ix1 - ix0
-    absorb = membrane_absorbance(spec, mh, mw, rng)
+    # The membrane's fibres and streaks belong to this strip: a re-photograph shows the same ones.
+    tex_rng = np.random.default_rng(spec["texture_seed"]) if "texture_seed" in spec else rng
+    absorb = membrane_absorbance(spec, mh, mw, tex_rng)
     k = np.array(spec["gold_bgr"], np.float32)
     membrane = np.array(spec["membrane_bgr"], np.float32)[None, None, :] * np.power(
         10.0, -absorb[:, :, None] * k[None, None, :]).astype(np.float32)

@@ -10,13 +10,13 @@ import numpy as np
 
 from station.assay.striptype import BUILTIN_STRIP_TYPES
 from station.photogen.render import render_jpeg
-from station.photogen.scene import random_cassette, random_scene
+from station.photogen.scene import RESOLUTIONS, random_cassette, random_scene
 
 # Share of the set per kind; "repeat" photographs come in groups of REPEATS of the same strip.
 MIX = (
-    ("normal", 0.52), ("repeat", 0.16), ("glare", 0.05), ("blur", 0.05), ("overexposed", 0.05),
+    ("normal", 0.50), ("repeat", 0.16), ("glare", 0.05), ("blur", 0.05), ("overexposed", 0.05),
     ("no_c", 0.04), ("faint_c", 0.04), ("empty_tray", 0.02), ("cut_off", 0.02), ("tilted", 0.02),
-    ("underexposed", 0.015), ("face_down", 0.015),
+    ("underexposed", 0.015), ("face_down", 0.015), ("reversed", 0.02),
 )
 REPEATS = 12
 
@@ -33,12 +33,14 @@ def plan(n: int) -> list[str]:
     return kinds
 
 
-def _group_strip(seed: int, group: int, strip_type: str) -> tuple[dict[str, Any], float]:
+def _group_strip(seed: int, group: int, strip_type: str) -> tuple[dict[str, Any], float, tuple[int, int], int]:
+    """One strip and the station that re-photographs it: its camera keeps resolution and JPEG quality."""
     rng = np.random.default_rng([seed, 1, group])
     st = BUILTIN_STRIP_TYPES[strip_type]
     # Mid-range ratios with a clear C line: what a reader's repeatability is quoted at.
     strip = random_cassette(rng, st, tc=float(rng.uniform(0.4, 1.2)), c_peak=float(rng.uniform(0.25, 0.6)))
-    return strip, float(rng.uniform(0.3, 0.6))
+    resolution = RESOLUTIONS[int(rng.integers(len(RESOLUTIONS)))]
+    return strip, float(rng.uniform(0.3, 0.6)), resolution, int(rng.integers(75, 96))
 
 
 def make_one(job: tuple[int, str, int, int, str]) -> tuple[str, bytes, dict[str, Any]]:
@@ -46,8 +48,10 @@ def make_one(job: tuple[int, str, int, int, str]) -> tuple[str, bytes, dict[str,
     i, kind, seed, group, strip_type = job
     rng = np.random.default_rng([seed, 0, i])
     if kind == "repeat":
-        strip, length = _group_strip(seed, group, strip_type)
-        scene = random_scene(rng, strip_type=strip_type, n_cassettes=1, length_frac=length, qr=False)
+        strip, length, resolution, quality = _group_strip(seed, group, strip_type)
+        scene = random_scene(rng, strip_type=strip_type, n_cassettes=1, length_frac=length, qr=False,
+                             resolution=resolution)
+        scene["camera"]["jpeg_quality"] = quality
         placed = scene["cassettes"][0]
         strip = copy.deepcopy(strip)
         strip.update({k: placed[k] for k in ("center", "angle", "length_px", "width_px")})

@@ -11,7 +11,7 @@ from station.assay.striptype import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, Str
 from station.photogen.cassette import GOLD_ABSORBANCE_BGR, line_area
 
 RESOLUTIONS = ((1280, 960), (1640, 1232), (2028, 1520), (1600, 1200), (1920, 1440))
-CASSETTE_FAULTS = ("glare", "no_c", "faint_c", "cut_off", "tilted", "face_down")
+CASSETTE_FAULTS = ("glare", "no_c", "faint_c", "cut_off", "tilted", "face_down", "reversed")
 SCENE_FAULTS = ("blur", "overexposed", "underexposed", "empty_tray")
 BRANDS = ("AgriCheck", "NongJian", "SafeVeg", "QuickTest", "LvYuan")
 
@@ -63,6 +63,7 @@ def random_cassette(rng: np.random.Generator, st: StripType, *, faults: tuple[st
         "brand": BRANDS[int(rng.integers(len(BRANDS)))],
         "analyte_label": st.analyte.split(",")[0][:10].upper(),
         "face_down": "face_down" in faults,
+        "texture_seed": int(rng.integers(2**31)),
         "background": {
             "offset": float(rng.uniform(0.0, 0.03)),
             "slope": float(rng.uniform(-0.04, 0.04)),
@@ -98,7 +99,7 @@ def random_scene(rng: np.random.Generator, *, strip_type: str = DEFAULT_STRIP_TY
     """A complete scene description; `render` turns it into a photograph.
 
     faults: scene-level (blur, overexposed, underexposed, empty_tray); cassette_faults apply to the first
-    cassette (glare, no_c, faint_c, cut_off, tilted, face_down).
+    cassette (glare, no_c, faint_c, cut_off, tilted, face_down, reversed: sample well away from the operator).
     """
     st = BUILTIN_STRIP_TYPES[strip_type]
     w, h = resolution or RESOLUTIONS[int(rng.integers(len(RESOLUTIONS)))]
@@ -131,6 +132,8 @@ def random_scene(rng: np.random.Generator, *, strip_type: str = DEFAULT_STRIP_TY
             else:
                 cx = float(rng.uniform(0, w))
                 cy = float(rng.uniform(0, h))
+            if "reversed" in cf:
+                angle = angle + 180.0 if angle <= 0 else angle - 180.0
             poly = _corners((cx, cy), (width, length), angle)
             if "cut_off" not in cf:
                 m = 0.01 * h

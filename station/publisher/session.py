@@ -1,0 +1,94 @@
+# One broker connection of the publisher: its paho client, per-connection drain state, callbacks, teardown.
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger("station.publisher")   # the publisher's log name, whichever of its modules writes
+
+
+class Emit(Protocol):
+    """The publisher's event reporter (Publisher._emit), as its helpers call it."""
+
+    def __call__(self, kind: str, seq: int | None = None, detail: str = "") -> None: ...
+
+
+@dataclass
+class Session:
+    """Per-connection drain state; a new connection resends everything unacked from the start."""
+
+    gen: int
+    client: mqtt.Client
+    thread: threading.Thread | None = None
+    connected: bool = False
+    subscribed_at: float | None = None
+    drain_after: float = float("inf")
+    cursor: int = 0
+    page: collections.deque = field(default_factory=collections.deque)
+    sent: set[int] = field(default_factory=set)
+    inflight: dict[int, tuple[int, float]] = field(default_factory=dict)   # mid -> (seq | -1, sent at)
+    resend: collections.deque = field(default_factory=collections.deque)    # [first, last] ranges
+    cap: int = 0
+    sub_mids: set[int] = field(default_factory=set)
+
+    def publish(self, topic: str, payload: bytes, seq: int, retain: bool = False) -> bool:
+        """QoS 1 publish tracked in `inflight` until its PUBACK; seq -1 for anything that is not a result."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.debug("publish %s returned %s", topic, info.rc)
+            return False
+        self.inflight[info.mid] = (seq, time.monotonic())
+        return True
+
+
+def attach_callbacks(client: mqtt.Client, post: Callable[..., None], puback_seen: Callable[[], None]) -> None:
+    """paho thread: network I/O only; every callback posts an item to the worker's inbox."""
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        post("connect", reason_code, properties)
+
+    def on_disconnect(c, userdata, flags, reason_code, properties):
+        post("disconnect", reason_code)
+
+    def on_publish(c, userdata, mid, reason_code, properties):
+        puback_seen()
+        post("puback", mid, reason_code)
+
+    def on_subscribe(c, userdata, mid, reason_codes, properties):
+        post("suback", mid, reason_codes)
+
+    def on_message(c, userdata, msg):
+        post("message", msg.topic, bytes(msg.payload))
+
+    client.on_connect, client.on_disconnect, client.on_publish = on_connect, on_disconnect, on_publish
+    client.on_subscribe, client.on_message = on_subscribe, on_message
+
+
+def abandon(s: Session) -> None:
+    """Stop a client without trusting its network thread: never block on a wedged one."""
+    c = s.client
+    c._thread_terminate = True   # makes loop_forever exit without draining paho's in-RAM queue
+    try:
+        c.disconnect()
+    except Exception:
+        pass
+    if s.thread is not None and s.thread is not threading.current_thread():
+        s.thread.join(1.0)
+        if s.thread.is_alive():
+            sock = c.socket()
+            try:
+                if sock is not None:
+                    sock.close()
+            except OSError:
+                pass
+            s.thread.join(1.0)
+            if s.thread.is_alive():
+                log.warning("abandoning a paho network thread that does not stop")
+
