@@ -61,6 +61,8 @@ class Panel:
         """Drive the mock button pin as a finger would, so a remote press takes the hardware path."""
         if not self.simulated:
             raise DeviceError("simulate_press needs the mock pin factory")
+        with self._lock:
+            self._last_press = 0.0  # a remote press is one clean edge: nothing to debounce, never dropped
         pin = self.button.pin
         pin.drive_low()
         pin.drive_high()

@@ -204,18 +204,18 @@ class Daemon:
             return
         if workflow.needs_retake(score, job.attempt, self.cfg.assay.retakes):
             job.attempt += 1
-            log.info("sample %d: photographing again (%s)", job.id, _problems(score))
+            log.info("sample %d: photographing again (%s)", job.id, workflow.problems(score))
             self._capture(job)
             return
         strips = workflow.recordable(score)
         recorded = self._record(job, frame, score, strips) if strips else []
-        problems = _problems(score)
+        problems = workflow.problems(score)
         state = workflow.indication([s.verdict for s in strips], bool(problems))
         reply = {"ok": bool(recorded), "results": recorded, "photo": frame.source}
         if problems:
             reply["retake"] = problems
         if not recorded:
-            reply["error"] = f"nothing recorded: {problems or 'no cassette found'}; place the cassette and press again"
+            reply["error"] = f"nothing recorded: {problems or 'no cassette could be read'}"
         self._finish(job, state, reply)
 
     def _record(self, job: workflow.Job, frame, score, strips: list) -> list[dict]:
@@ -342,13 +342,3 @@ def _open_journal(home: Home) -> Journal:
         raise JournalDamagedError(
             f"{exc}; the station will not start and leaves the file untouched. Technician: see "
             "docs/technician.md, 'Damaged journal'") from None
-
-
-def _problems(score) -> str:
-    parts = []
-    if score.error:
-        parts.append(score.error)
-    for s in score.strips:
-        if s.verdict == "retake":
-            parts.append(f"slot {s.slot}: {', '.join(s.quality) or 'unreadable'}")
-    return "; ".join(parts)

@@ -1,6 +1,7 @@
 # Reference town listener: a thin MQTT layer over station.town_store.TownStore.
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import secrets
@@ -13,6 +14,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from station import topics
 from station.commands import build_resend
@@ -24,6 +27,7 @@ from station.town_store import Outcome, TownStore, TrustStore
 log = logging.getLogger("station.town")
 
 SUBSCRIPTION = f"{topics.PREFIX}/#"
+SESSION_EXPIRY_S = 7 * 24 * 3600  # a town server down for a week still finds its queued results
 
 
 def load_or_create_town_key(path: str | Path) -> Ed25519PrivateKey:
@@ -78,7 +82,7 @@ class TownListener:
         self.trust = TrustStore.load(self.trust_dir)   # fail early on a missing trust directory
         TownStore(self.db_path).close()                # ... and on an unusable database
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=broker.client_id or f"nongan-town-{secrets.token_hex(4)}",
+                                  client_id=broker.client_id or _stable_client_id(self.db_path),
                                   protocol=mqtt.MQTTv5)
         if self.addr.tls:
             self.client.tls_set_context(tls_context(self.addr, broker.ca_file, broker.cert_file, broker.key_file))
@@ -107,7 +111,12 @@ class TownListener:
         self._q.put((msg.topic, bytes(msg.payload)))
 
     def start(self) -> None:
-        self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.broker.keepalive_s)
+        # A persistent session under a stable client id: while this listener is down or restarting, a broker
+        # with persistence keeps queuing the stations' results for it instead of dropping them.
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.broker.keepalive_s,
+                                  clean_start=False, properties=props)
         self.client.loop_start()
         self._worker.start()
 
@@ -205,3 +214,8 @@ class TownListener:
             if k not in live:
                 log.info("gap %s: up to seq %s filled", k[0], k[1])
                 self._gap_seen.pop(k)
+
+
+def _stable_client_id(db_path: Path) -> str:
+    """One id per town database, so a restarted listener resumes its broker session."""
+    return "nongan-town-" + hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:12]

@@ -42,6 +42,14 @@ def needs_retake(score, attempt: int, retakes: int) -> bool:
     return bool(score.error) or not score.strips or any(s.verdict == "retake" for s in score.strips)
 
 
+def problems(score) -> str:
+    """What kept the photograph, or some cassettes on it, from being read, in words the operator can act on."""
+    parts = [p for p in (score.error, None if score.strips else score.reason) if p]
+    parts += [f"slot {s.slot}: {s.reason or ', '.join(s.quality) or 'unreadable'}"
+              for s in score.strips if s.verdict == "retake"]
+    return "; ".join(parts)
+
+
 def recordable(score) -> list:
     """Strips whose verdict is a finding about the sample; a retake is a request, never a result."""
     return [s for s in score.strips if s.verdict in records.RESULT_VERDICTS]

@@ -182,3 +182,15 @@ def test_cassette_laid_the_wrong_way_round_is_read_without_swapping_c_and_t():
     assert abs(c["angle"]) > 150
     assert abs((s.angle - c["angle"] + 180) % 360 - 180) < 1.5
     assert s.verdict == "positive" and abs(s.tc_ratio - 0.3) < 0.08
+
+
+def test_bright_coloured_objects_are_not_cassettes():
+    img, _ = shot(73, faults=("empty_tray",))
+    h, w = img.shape[:2]
+    # A wood-coloured highlight at the frame edge and a saturated card-sized patch in the middle.
+    img[int(0.6 * h):, int(0.8 * w):int(0.85 * w)] = (60, 150, 230)
+    img[int(0.3 * h):int(0.6 * h), int(0.4 * w):int(0.45 * w)] = (200, 120, 40)
+    assert score_image(img, GENERIC).strips == []
+    # The same shapes in neutral white are taken for cassettes: the test above is about colour.
+    img[int(0.6 * h):, int(0.8 * w):int(0.85 * w)] = (235, 235, 235)
+    assert [s.quality for s in score_image(img, GENERIC).strips] == [["CUT_OFF"]]

@@ -143,30 +143,50 @@ def test_broker_down_presses_succeed_and_drain_in_order(tmp_path, local_broker):
 
 # ---- (c) a damaged journal ---------------------------------------------------------------------------------
 
-def _results_root_page(db: Path) -> tuple[int, int]:
+def _root_page(db: Path, name: str) -> tuple[int, int]:
     con = sqlite3.connect(db)
     try:
-        page = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'results'").fetchone()[0]
+        page = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
         size = con.execute("PRAGMA page_size").fetchone()[0]
     finally:
         con.close()
     return page, size
 
 
+def _varint_end(data: bytearray, i: int) -> int:
+    for k in range(9):
+        if k == 8 or data[i + k] < 0x80:
+            return i + k + 1
+    raise AssertionError("unreachable")
+
+
 def _damage(db: Path, how: str) -> None:
+    """Damage the file's bytes the ways an SD card or a torn write does, from gross to subtle."""
     data = bytearray(db.read_bytes())
-    if how == "header":
+    if how == "header":            # not recognisable as SQLite at all
         data[0:16] = b"NOT A JOURNAL!!\0"
-    elif how == "btree-page":
-        page, size = _results_root_page(db)
+    elif how == "btree-page":      # the results table's root page garbled
+        page, size = _root_page(db, "results")
         start = (page - 1) * size
-        data[start:start + 64] = b"\xa5" * 64   # page type and cell pointers become garbage
-    elif how == "truncated":
+        data[start:start + 64] = b"\xa5" * 64
+    elif how == "truncated":       # the second half of the file gone
         del data[len(data) // 2:]
+    elif how == "index-entry":     # well-formed pages, but an index entry no longer matches its row: only
+        page, size = _root_page(db, "results_unacked")   # PRAGMA integrity_check notices this
+        base = (page - 1) * size
+        assert data[base] == 0x0A, "expected the index to fit one leaf page"
+        cell = base + int.from_bytes(data[base + 8:base + 10], "big")   # first cell: the entry for seq 1
+        header = _varint_end(data, cell)                 # skip the payload size
+        serial = _varint_end(data, header)               # skip the record header size: seq's serial type
+        assert data[serial] == 9, "seq 1 should be stored as the constant 1"
+        data[serial] = 8                                 # ... now the constant 0
+    elif how == "message-bytes":   # one character of a signed message changed: only the hash chain notices
+        k = data.find(b'"payload":"') + len(b'"payload":"') + 30
+        data[k] = ord("A") if data[k] != ord("A") else ord("B")
     db.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("how", ["header", "btree-page", "truncated"])
+@pytest.mark.parametrize("how", ["header", "btree-page", "truncated", "index-entry", "message-bytes"])
 def test_damaged_journal_refuses_to_start_and_keeps_the_file(tmp_path, how):
     rig = StationRig(tmp_path, photos=PHOTOS)
     daemon = rig.daemon().start()
@@ -181,10 +201,17 @@ def test_damaged_journal_refuses_to_start_and_keeps_the_file(tmp_path, how):
     _damage(journal, how)
     damaged = journal.read_bytes()
     for attempt in (1, 2):   # a second start must refuse too: nothing may have replaced the journal meanwhile
-        done = subprocess.run([sys.executable, "-m", "station", "run", "--home", str(rig.home.root)],
-                              capture_output=True, text=True, timeout=60, env={**os.environ, "DEBUG": ""})
-        err = done.stderr.strip()
-        assert done.returncode != 0, f"start {attempt}: the daemon started on a damaged journal ({how}): {err}"
+        proc = subprocess.Popen([sys.executable, "-m", "station", "run", "--home", str(rig.home.root)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={k: v for k, v in os.environ.items() if k != "DEBUG"})
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"start {attempt}: the daemon is running on a damaged journal ({how}): {err[-500:]}")
+        err = err.strip()
+        assert proc.returncode != 0, f"start {attempt}: exited 0 on a damaged journal ({how}): {err}"
         assert "Traceback" not in err and len(err.splitlines()) == 1, f"start {attempt}: not one line:\n{err}"
         assert str(journal) in err, f"start {attempt}: the error does not name {journal}: {err}"
         # Kept: either in place, or moved aside under a name that says so; never deleted, never rewritten.
@@ -209,18 +236,37 @@ class FakeDisk:
 
 
 class InProcess:
-    """A Daemon serving on a thread of the test process, stopped through its own event queue."""
+    """A Daemon built, started, served and stopped on one thread of the test process, as `station run` does on
+    its main thread (its journal connection belongs to the thread that opened it)."""
 
     def __init__(self, rig: StationRig, disk: FakeDisk):
-        self.daemon = Daemon(load_config(rig.home.root), rig.home, disk_usage=disk)
-        self.daemon.start()
-        self.thread = threading.Thread(target=self.daemon.serve, name="daemon-loop", daemon=True)
+        self._ready = threading.Event()
+        self._failed: BaseException | None = None
+        self.daemon: Daemon | None = None
+        self.thread = threading.Thread(target=self._run, args=(rig, disk), name="daemon-loop", daemon=True)
         self.thread.start()
+        assert self._ready.wait(20), "the in-process daemon did not start"
+        if self._failed:
+            raise self._failed
+
+    def _run(self, rig: StationRig, disk: FakeDisk) -> None:
+        try:
+            self.daemon = Daemon(load_config(rig.home.root), rig.home, disk_usage=disk)
+            self.daemon.start()
+        except BaseException as exc:
+            self._failed = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self.daemon.serve()
+        finally:
+            self.daemon.stop()
 
     def close(self) -> None:
         self.daemon.post("stop")
-        self.thread.join(10)
-        self.daemon.stop()
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "the in-process daemon did not stop"
 
 
 def test_nearly_full_disk_warns_then_refuses_and_deletes_no_result(tmp_path, caplog):
@@ -230,7 +276,7 @@ def test_nearly_full_disk_warns_then_refuses_and_deletes_no_result(tmp_path, cap
     disk = FakeDisk(85.0)
     st = InProcess(rig, disk)
     try:
-        eventually(lambda: "disk 85.0% used (warning at 80%)" in caplog.text, 5, "the disk warning in the log")
+        eventually(lambda: "disk 85.0% used (warning at 80" in caplog.text, 5, "the disk warning in the log")
         assert request(sock, {"cmd": "status"})["disk"] == "warn"
         assert len(press(sock)["results"]) == 4 and len(press(sock)["results"]) == 1   # warn: still accepted
 

@@ -86,3 +86,10 @@ def test_folder_camera_errors_name_the_folder(tmp_path):
         FolderCamera(tmp_path / "nope")
     with pytest.raises(DeviceError, match="has no .jpg"):
         FolderCamera(tmp_path)
+
+
+def test_remote_presses_in_quick_succession_are_never_dropped(panel):
+    # A socket press waits for its reply; one swallowed by the debounce would leave its client hanging.
+    for _ in range(3):
+        panel.simulate_press()
+    assert len(panel.presses) == 3

@@ -9,6 +9,7 @@ import numpy as np
 
 from station.assay.striptype import StripType
 
+MAX_SATURATION = 80  # HSV S (0-255) of a white body under the strongest expected cast is ~40
 WORK_WIDTH = 480  # localisation runs on a small copy; geometry is refined later at full resolution
 
 
@@ -44,6 +45,7 @@ def find_blobs(bgr: np.ndarray, st: StripType) -> list[Blob]:
     grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
     grey = cv2.GaussianBlur(grey, (5, 5), 0)
     thr, mask = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    sat_img = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)[:, :, 1]
     k = np.ones((3, 3), np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, k)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -71,6 +73,11 @@ def find_blobs(bgr: np.ndarray, st: StripType) -> list[Blob]:
         inside = float(np.median(grey[by:by + bh, bx:bx + bw][m > 0]))
         # Relative, so a dark (under-exposed) photograph still shows its cassettes and can be refused.
         if inside - tray_level < 8 or inside < 1.4 * tray_level:
+            continue
+        # White plastic (and a white card) is near-neutral even under a colour cast; furniture, skin and
+        # wood highlights are not.
+        sat = float(np.median(sat_img[by:by + bh, bx:bx + bw][m > 0]))
+        if sat > MAX_SATURATION:
             continue
         aspect = short / long_
         kind = ""

@@ -50,6 +50,12 @@ def _ratios(d: dict[str, Any]) -> dict[str, float]:
     return r
 
 
+def _within(c: dict[str, Any], s: dict[str, Any], tol: float) -> bool:
+    """Every test line's ratio read within tol of the truth."""
+    true, meas = _ratios(c), _ratios(s)
+    return bool(true) and all(n in meas and abs(meas[n] - v) <= tol for n, v in true.items())
+
+
 def _clean(truth: dict[str, Any], c: dict[str, Any]) -> bool:
     return not truth["faults"] and not c["faults"] and c["fully_visible"]
 
@@ -105,13 +111,13 @@ def compute(records: list[tuple[dict[str, Any], dict[str, Any], float]]) -> dict
                 no_c[0] += int(s["verdict"] == "invalid")
             if "reversed" in c["faults"] and not truth["faults"]:
                 reversed_[1] += 1
-                reversed_[0] += int(s["verdict"] in READ and abs(s["tc_ratio"] - c["tc_ratio"]) <= 0.08)
+                reversed_[0] += int(s["verdict"] in READ and _within(c, s, 0.08))
             if c.get("qr"):
                 qr[1] += 1
                 qr[0] += int(s.get("qr") == c["qr"])
             if "faint_c" in c["faults"] and not truth["faults"]:
                 faint[1] += 1
-                faint[0] += int(s["verdict"] in READ and abs(s["tc_ratio"] - c["tc_ratio"]) <= 0.25)
+                faint[0] += int(s["verdict"] in READ and _within(c, s, 0.25))
             for kind in GATE_KINDS:
                 if kind in kind_faults:
                     gates[kind][1] += 1

@@ -20,7 +20,7 @@ def _srgb_to_linear_lut() -> np.ndarray:
 SRGB_TO_LINEAR = _srgb_to_linear_lut()
 
 
-def membrane_crop(patch: np.ndarray, win: Window, inset_x: float = 0.12, inset_y: float = 0.015) -> np.ndarray:
+def membrane_crop(patch: np.ndarray, win: Window, inset_x: float = 0.08, inset_y: float = 0.015) -> np.ndarray:
     """The membrane's central part (away from the recess-wall shadows), BGR uint8."""
     w, h = win.x1 - win.x0, win.y1 - win.y0
     xa, xb = int(round(win.x0 + inset_x * w)), int(round(win.x1 - inset_x * w))

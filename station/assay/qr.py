@@ -24,10 +24,23 @@ def decode_cards(bgr: np.ndarray, cards: list[Blob]) -> list[dict[str, Any]]:
         scale = min(1.0, 400.0 / max(crop.shape))
         if scale < 1.0:
             crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        text, pts, _ = det.detectAndDecode(crop)
+        text = _decode(det, crop)
         if text:
             found.append({"text": text, "center": [round(card.center[0], 1), round(card.center[1], 1)]})
     return found
+
+
+def _decode(det: cv2.QRCodeDetector, grey: np.ndarray) -> str:
+    # OpenCV's detector misses some codes on a plain crop that it reads once binarised or enlarged;
+    # the extra tries only run when the first one fails.
+    text = det.detectAndDecode(grey)[0]
+    if text:
+        return text
+    _, bw = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    text = det.detectAndDecode(bw)[0]
+    if text:
+        return text
+    return det.detectAndDecode(cv2.resize(grey, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))[0]
 
 
 def nearest(centers: list[tuple[float, float]], point: list[float]) -> int | None:

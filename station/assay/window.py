@@ -105,7 +105,8 @@ def find_window(up: Upright, st: StripType) -> Window | None:
     m, w, L = up.margin, up.width, up.length
     x0, y0, x1, y1 = st.window
     ex0, ex1, ey0, ey1 = m + x0 * w, m + x1 * w, m + y0 * L, m + y1 * L
-    tol_x, tol_y = 0.07 * w, 0.03 * L
+    # Pose is refined to a pixel or so; what remains is moulding tolerance (well under 1 % of the length).
+    tol_x, tol_y = 0.07 * w, 0.015 * L
     band = grey[int(ey0 + 0.2 * (ey1 - ey0)):int(ey1 - 0.2 * (ey1 - ey0))]
     if band.size == 0:
         return None
@@ -120,10 +121,12 @@ def find_window(up: Upright, st: StripType) -> Window | None:
     bottom = _edge(rprof, int(ey1 - tol_y), int(ey1 + tol_y), rising=False)
     if top is None or bottom is None or not (0.8 < (bottom - top) / (ey1 - ey0) < 1.2):
         return None
-    membrane = float(np.median(cprof[int(left + 2):int(right - 1)]))
+    # Strong lines darken the mean across the band; the upper quartile is the bare membrane and wall.
+    level = np.percentile(band, 75, axis=0)
+    membrane = float(np.median(level[int(left + 2):int(right - 1)]))
     rim_w = max(2, int(0.05 * w))
-    rim_l = float(cprof[max(0, int(left) - rim_w):max(1, int(left) - 1)].min())
-    rim_r = float(cprof[int(right) + 1:int(right) + rim_w + 1].min())
+    rim_l = float(level[max(0, int(left) - rim_w):max(1, int(left) - 1)].min())
+    rim_r = float(level[int(right) + 1:int(right) + rim_w + 1].min())
     contrast = 1.0 - max(rim_l, rim_r) / max(membrane, 1.0)
     if contrast < 0.04:
         return None

@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(f"{len(images)} photographs in {out}, strip type {st.name}")
-        print(f"{'metric':<40} {'value':>10}  {'target':<22} {'result':<6} detail")
+        print(f"{'metric':<44} {'value':>10}  {'target':<22} {'result':<6} detail")
         for r in rows:
             v = "-" if r.value is None else f"{r.value:.4f}" if abs(r.value) < 100 else f"{r.value:.0f}"
             res = {True: "PASS", False: "FAIL", None: ""}[r.ok]
-            print(f"{r.name:<40} {v:>10}  {r.target:<22} {res:<6} {r.detail}")
+            print(f"{r.name:<44} {v:>10}  {r.target:<22} {res:<6} {r.detail}")
     return 0 if all(r.ok is not False for r in rows) else 1
