@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from station import demo, signing
+from station import attacks, demo, signing
 from station.config import load_config
 from station.control import ControlError, request
 from station.errors import StationError
@@ -39,9 +39,6 @@ from station.town import load_or_create_town_key, town_public_jwk
 STATION_ID, GRID = "st-0001", "nongan/hetao/xinmin"
 # Four cassettes in one photograph plus two singles: a press yields 4, 1 or 1 results.
 CHAOS_PHOTOS = ("four-cassettes.jpg", "negative.jpg", "positive.jpg")
-# The panel debounces the button for 50 ms, and a socket press takes the button's path: presses closer
-# together than that are swallowed (see the report on daemon defects), so the presser keeps this gap.
-PRESS_GAP_S = 0.06
 PRESS_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 150.0
 TARGET_RESULTS, TARGET_KILLS, TARGET_BROKER_RESTARTS = 2000, 20, 5
@@ -348,16 +345,12 @@ class Chaos:
         self.town: TownProcess | None = None
         self._daemon_lock = threading.Lock()
         self.t0 = 0.0
+        self.attacks: dict[str, dict[str, int]] = {}
 
     # -- threads ---------------------------------------------------------------------------------------------
     def presser(self) -> None:
-        """Press as fast as the station serves (no faster than the debounce allows); record what is shown."""
-        last_send = 0.0
+        """Press as fast as the station serves; record what is shown."""
         while not self.stop_presses.is_set():
-            gap = last_send + PRESS_GAP_S - time.monotonic()
-            if gap > 0:
-                time.sleep(gap)
-            last_send = time.monotonic()
             with self.t.lock:
                 self.t.sends += 1
                 self.t.signal.notify_all()
@@ -542,9 +535,27 @@ class Chaos:
         say(f"faults stopped after {fault_end - self.t0:.0f} s; waiting for the drain")
         drain_s = self._drain(fault_end)
         say("drained" if drain_s is not None else f"NOT drained within {DRAIN_TIMEOUT_S:.0f} s")
+        say("sending forged, tampered, replayed, wrong-path and equivocating results to the town")
+        self.attacks = self._attack()
         code = self.daemon.terminate()
         self.town.terminate()
         return self._report(drain_s, code)
+
+    def _attack(self) -> dict[str, dict[str, int]]:
+        db = self.rig.town_db
+
+        def query(sql: str, *args: object) -> list[tuple]:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as con:
+                return con.execute(sql, args).fetchall()
+
+        path = self.rig.station_path
+        genuine = [bytes(m) for (m,) in query("SELECT message FROM results WHERE station=? ORDER BY seq DESC "
+                                              "LIMIT 5", path)][::-1]
+        cfg = load_config(self.rig.home.root)
+        key = signing.load_private_key(signing_key_path(self.rig.home, cfg.station.key_file))
+        return attacks.run_attacks(
+            self.broker.url, lambda: dict(query("SELECT seq, msg_hash FROM results WHERE station=?", path)),
+            lambda: query("SELECT COUNT(*) FROM refusals")[0][0], genuine, key, cfg.station.kid, GRID, STATION_ID)
 
     def _drain(self, since: float) -> float | None:
         """Seconds until the town stores everything shown and the station holds the town's ack of its last seq."""
@@ -578,7 +589,8 @@ class Chaos:
         contiguous_ok = (seqs == list(range(1, final.last_seq + 1)) and town["contiguous"] == final.last_seq
                          and not town["gaps"])
         corrupt = list(self.t.corrupt) + [f"final check: {p}" for p in final.problems]
-        n_refusals = sum(r["count"] for r in refusals)
+        attacked = self.attacks or {}
+        n_refusals = sum(r["count"] for r in refusals) - sum(a["refused"] for a in attacked.values())
         t = self.t
         figures = [
             ("results produced (journal last seq)", f">= {TARGET_RESULTS}", final.last_seq,
@@ -599,7 +611,9 @@ class Chaos:
             ("town copies differing from the journal", "0", len(differing), not differing),
             ("bad signatures at the town (re-verified)", "0", bad_sigs, bad_sigs == 0),
             ("duplicates delivered (town counter)", "reported", town["counters"].get("duplicates", 0), True),
-            ("refusals by the town", "0", n_refusals, n_refusals == 0),
+            ("refusals by the town (genuine traffic)", "0", n_refusals, n_refusals == 0),
+            *[(f"{kind} results accepted by the town", "0", f"{a['accepted']} of {a['tried']}",
+               a["accepted"] == 0 and a["tried"] > 0) for kind, a in attacked.items()],
             ("station acked seq = last seq", str(final.last_seq), final.acked_seq, final.acked_seq == final.last_seq),
             ("drain time after faults stop (s)", f"< {DRAIN_TIMEOUT_S:.0f}",
              "timeout" if drain_s is None else round(drain_s, 1), drain_s is not None),

@@ -34,7 +34,8 @@ def spawn(name: str, args: list[str], logdir: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "station", *args], stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_for(pred, timeout: float, what: str, interval: float = 0.2):
+def wait_for(pred, timeout: float = 10.0, what: str = "condition", interval: float = 0.2):
+    """Poll pred until it returns something truthy, and return that; fail naming `what` if it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = pred()

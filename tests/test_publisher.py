@@ -17,19 +17,14 @@ import pytest
 from station import topics
 from station.commands import build_ack, build_resend, sha256_hex
 from station.config import BrokerConfig
+from station.demo import wait_for as demo_wait_for
 from station.journal import Journal
 from station.publisher import Publisher
 from station.town import TownBroker, TownListener
 
 
-def wait_for(pred, timeout=10.0, step=0.02, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+def wait_for(pred, timeout=10.0, what="condition"):
+    return demo_wait_for(pred, timeout, what, interval=0.02)
 
 
 class Sniffer:
