@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from station.errors import DeviceError
 
-# (green, amber, red) as "on" | "off" | "blink", and beeps: how the operator tells states apart at a glance.
+# (green, amber, red) as "on" | "off" | "blink" | "pulse", and beeps: how an operator tells states apart.
 INDICATIONS: dict[str, tuple[tuple[str, str, str], int]] = {
-    "idle": (("on", "off", "off"), 0),
+    "idle": (("pulse", "off", "off"), 0),  # a heartbeat, so ready is never mistaken for a negative
     "working": (("off", "blink", "off"), 0),
     "negative": (("on", "off", "off"), 1),
     "positive": (("off", "off", "on"), 3),
@@ -45,10 +45,6 @@ class Panel:
         self.button.when_pressed = self._pressed
         self.show("idle")
 
-    @property
-    def simulated(self) -> bool:
-        return self._cfg.pin_factory == "mock"
-
     def _pressed(self) -> None:
         now = time.monotonic()
         with self._lock:
@@ -56,16 +52,6 @@ class Panel:
                 return
             self._last_press = now
         self._on_press()
-
-    def simulate_press(self) -> None:
-        """Drive the mock button pin as a finger would, so a remote press takes the hardware path."""
-        if not self.simulated:
-            raise DeviceError("simulate_press needs the mock pin factory")
-        with self._lock:
-            self._last_press = 0.0  # a remote press is one clean edge: nothing to debounce, never dropped
-        pin = self.button.pin
-        pin.drive_low()
-        pin.drive_high()
 
     def show(self, state: str) -> None:
         if state not in INDICATIONS:
@@ -77,6 +63,8 @@ class Panel:
                 led.on()
             elif mode == "blink":
                 led.blink(on_time=0.25, off_time=0.25)
+            elif mode == "pulse":
+                led.blink(on_time=0.1, off_time=1.9)
             else:
                 led.off()
         if beeps:

@@ -88,8 +88,8 @@ class StationRig:
         cfg = load_config(self.home.root)
         self.station_path = cfg.station.path
         key = signing.load_private_key(signing_key_path(self.home, cfg.station.key_file))
-        (self.trust / f"{STATION_ID}.jwk").write_text(json.dumps(signing.public_jwk(key.public_key(),
-                                                                                    cfg.station.kid)))
+        jwk = signing.public_jwk(key.public_key(), cfg.station.kid, cfg.station.path)
+        (self.trust / f"{STATION_ID}.jwk").write_text(json.dumps(jwk))
 
     @property
     def logs(self) -> Path:

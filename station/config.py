@@ -88,7 +88,6 @@ class AssayConfig:
 class StorageConfig:
     warn_pct: float = field(default=80.0, metadata=_bounds(10, 99))
     refuse_pct: float = field(default=95.0, metadata=_bounds(10, 99.9))
-    keep_images_days: int = field(default=365, metadata=_bounds(1, 3650))
 
 
 _TABLES: dict[str, type] = {

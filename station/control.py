@@ -86,12 +86,17 @@ class ControlServer:
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
+            conn.settimeout(10)  # a client that connects and never sends must not hold a thread for ever
             buf = b""
-            while not buf.endswith(b"\n") and len(buf) < MAX_REQUEST:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                buf += chunk
+            try:
+                while not buf.endswith(b"\n") and len(buf) < MAX_REQUEST:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+            except TimeoutError:
+                return
+            conn.settimeout(None)  # the reply may take as long as the sample does
             try:
                 req = json.loads(buf)
                 if not isinstance(req, dict):

@@ -22,12 +22,14 @@ log = logging.getLogger("station.daemon")
 
 TICK_S = 1.0
 STATUS_EVERY_S = 30.0
-REPLY_TIMEOUT_S = 120.0
+REPLY_TIMEOUT_S = 120.0  # beyond any incubation the strip type asks for
+SHOW_RESULT_S = 600.0  # how long a verdict stays lit before the panel returns to idle
+MAX_SAMPLE_ID = 120  # the record allows 128; room for a "/slot" suffix
 
 
 @dataclass
 class Event:
-    kind: str  # press | scored | incubated | publisher | stop
+    kind: str  # press | scored | publisher | status_request | stop
     data: Any = None
 
 
@@ -48,8 +50,8 @@ class Daemon:
         self.publisher = None
         self.control = None
         self._last_status = 0.0
-        self._pending: list[dict] = []  # socket presses waiting for the simulated button to fire
-        self._pending_lock = threading.Lock()
+        self._incubating: tuple[float, workflow.Job] | None = None  # (monotonic deadline, job)
+        self._shown_at: float | None = None  # when the panel began showing the last verdict
 
     # ---- start / stop -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -78,6 +80,10 @@ class Daemon:
         from station.publisher import Publisher
 
         trust = self.cfg.resolve(self.cfg.town.trust_key)
+        if not trust.is_file():
+            # Without it no town ack is ever accepted: nothing counts as delivered and no photo becomes prunable.
+            log.error("town.trust_key %s not found: town acknowledgements cannot be verified and will be ignored "
+                      "(copy the town's JWK there)", trust)
         return Publisher(
             self.cfg.broker, self.cfg.station, self.key, self.home.journal,
             str(trust) if trust.is_file() else None,
@@ -135,6 +141,14 @@ class Daemon:
     def _on_tick(self, _: Any) -> None:
         sdnotify.notify("WATCHDOG=1")
         now = time.monotonic()
+        if self._incubating and now >= self._incubating[0]:
+            job = self._incubating[1]
+            self._incubating = None
+            self._capture(job)
+        if self._shown_at is not None and now - self._shown_at >= SHOW_RESULT_S and self.job is None:
+            # A verdict left lit for hours would be read as the verdict of whatever lies on the tray now.
+            self._shown_at = None
+            self._indicate_ready()
         if now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
             self.disk = self._disk()
@@ -143,10 +157,6 @@ class Daemon:
             self._publish_status()
 
     def _on_press(self, data: dict) -> None:
-        if data["origin"] == "button":
-            with self._pending_lock:
-                if self._pending:
-                    data = {**self._pending.pop(0), "origin": "button"}
         reply = data.get("reply")
         if self.job is not None:
             log.info("press from %s ignored: sample %d is being read", data["origin"], self.job.id)
@@ -172,12 +182,15 @@ class Daemon:
         strip_type = self._strip_type(job)
         if self.cfg.assay.wait_incubation and strip_type.incubation_s > 0:
             log.info("sample %d: incubating %d s", job.id, strip_type.incubation_s)
-            threading.Timer(strip_type.incubation_s, self.post, ("incubated", job)).start()
+            # A deadline the loop checks, not a timer thread: a stop during incubation is not held up.
+            self._incubating = (time.monotonic() + strip_type.incubation_s, job)
         else:
             self._capture(job)
 
-    def _on_incubated(self, job: workflow.Job) -> None:
-        self._capture(job)
+    def _incubation_s(self, strip_type_name: str | None) -> float:
+        if not self.cfg.assay.wait_incubation:
+            return 0.0
+        return float(self.strip_types[strip_type_name or self.cfg.assay.strip_type].incubation_s)
 
     def _capture(self, job: workflow.Job) -> None:
         strip_type = self._strip_type(job)
@@ -191,6 +204,9 @@ class Daemon:
                 score = score_image(img, strip_type)
             except StationError as exc:
                 self.post("scored", (job, None, None, exc))
+            except Exception as exc:  # noqa: BLE001 - a dead worker would leave the station busy for ever
+                log.exception("sample %d: reading failed", job.id)
+                self.post("scored", (job, None, None, StationError(f"reading the tray failed: {exc!r}")))
             else:
                 self.post("scored", (job, frame, score, None))
 
@@ -208,8 +224,8 @@ class Daemon:
             self._capture(job)
             return
         strips = workflow.recordable(score)
-        recorded = self._record(job, frame, score, strips) if strips else []
-        problems = workflow.problems(score)
+        recorded, failure = self._record(job, frame, strips) if strips else ([], None)
+        problems = "; ".join(p for p in (workflow.problems(score), failure) if p)
         state = workflow.indication([s.verdict for s in strips], bool(problems))
         reply = {"ok": bool(recorded), "results": recorded, "photo": frame.source}
         if problems:
@@ -218,15 +234,24 @@ class Daemon:
             reply["error"] = f"nothing recorded: {problems or 'no cassette could be read'}"
         self._finish(job, state, reply)
 
-    def _record(self, job: workflow.Job, frame, score, strips: list) -> list[dict]:
-        """Data first: the photograph and every result are durable before anyone is shown or sent them."""
+    def _record(self, job: workflow.Job, frame, strips: list) -> tuple[list[dict], str | None]:
+        """Data first: the photograph and every result are durable before anyone is shown or sent them.
+
+        Returns what was recorded and, if a write failed part-way, why the rest was not: the reply says so
+        rather than the loop dying with results half-shown.
+        """
         strip_type = self._strip_type(job)
-        image_path, image_sha = storage.save_image(self.home.images, frame.jpeg)
+        out: list[dict] = []
+        try:
+            image_path, image_sha = storage.save_image(self.home.images, frame.jpeg)
+        except StationError as exc:
+            log.error("sample %d: photograph not saved, nothing recorded: %s", job.id, exc)
+            return out, f"photograph not saved ({exc}); nothing recorded"
         read_at, synced = clock.now_rfc3339(), clock.clock_synced()
         boot = {"counter": self.boot, "monotonic_s": round(time.monotonic(), 3)}
-        out = []
         for strip in strips:
-            sample_id = job.sample_id or getattr(strip, "qr", None) or f"b{self.boot}-j{job.id}"
+            qr = getattr(strip, "qr", None)
+            sample_id = job.sample_id or (qr if qr and not _bad_sample_id(qr) else None) or f"b{self.boot}-j{job.id}"
             if len(strips) > 1 and job.sample_id:
                 sample_id = f"{job.sample_id}/{strip.slot}"
             make = workflow.message_factory(
@@ -234,18 +259,23 @@ class Daemon:
                 sample={"id": sample_id, "producer": None}, strip=strip, strip_type=strip_type,
                 image_sha256=image_sha, calibration_id=self.calibration_ids.get(strip_type.name),
             )
-            entry = self.journal.append(make, verdict=strip.verdict, sample_id=sample_id,
-                                        image_path=str(image_path))
+            try:
+                entry = self.journal.append(make, verdict=strip.verdict, sample_id=sample_id,
+                                            image_path=str(image_path))
+            except StationError as exc:
+                log.error("sample %d slot %d: NOT recorded: %s", job.id, strip.slot, exc)
+                return out, f"slot {strip.slot} and after NOT recorded: {exc}"
             log.info("result %s: sample %s slot %d %s T/C=%s", entry.id, sample_id, strip.slot, strip.verdict,
                      strip.tc_ratio)
             out.append(workflow.summary(entry, strip))
-        if self.publisher:
-            self.publisher.notify()
-        return out
+            if self.publisher:
+                self.publisher.notify()
+        return out, None
 
     def _finish(self, job: workflow.Job, state: str, reply: dict) -> None:
         self.job = None
         self.panel.show(state)
+        self._shown_at = time.monotonic()
         self.state = "idle"
         for send in job.replies:
             send(reply)
@@ -296,7 +326,7 @@ class Daemon:
     def _publish_status(self) -> None:
         if self.publisher:
             st = self.status()
-            self.publisher.update_status(state=st["state"], disk_pct=st["disk_pct"], disk=st["disk"],
+            self.publisher.update_status(state=st["state"], disk_pct=st["disk_pct"], disk_level=st["disk"],
                                          clock_synced=st["clock_synced"], boot=self.boot)
 
     def _control_request(self, req: dict) -> dict:
@@ -309,19 +339,18 @@ class Daemon:
                         f"{', '.join(sorted(self.strip_types))}"}
             data = {"origin": "socket", "sample": req.get("sample"), "strip_type": req.get("strip_type"),
                     "reply": answer.put}
-            if self.panel and self.panel.simulated:
-                # Take the very path a finger takes: the mock pin, gpiozero's callback, the debounce.
-                with self._pending_lock:
-                    self._pending.append(data)
-                self.panel.simulate_press()
-            else:
-                self.post("press", data)
+            problem = _bad_sample_id(req.get("sample"))
+            if problem:
+                return {"ok": False, "error": problem}
+            # The same event the button posts, carrying this request's sample, strip type and reply.
+            self.post("press", data)
             if not req.get("wait", True):
                 return {"ok": True, "queued": True}
+            timeout = REPLY_TIMEOUT_S + self._incubation_s(req.get("strip_type"))
             try:
-                return answer.get(timeout=REPLY_TIMEOUT_S)
+                return answer.get(timeout=timeout)
             except queue.Empty:
-                return {"ok": False, "error": "no answer from the station loop within 120 s"}
+                return {"ok": False, "error": f"no answer from the station loop within {timeout:.0f} s"}
         if cmd == "status":
             self.post("status_request", answer.put)
             try:
@@ -342,3 +371,16 @@ def _open_journal(home: Home) -> Journal:
         raise JournalDamagedError(
             f"{exc}; the station will not start and leaves the file untouched. Technician: see "
             "docs/technician.md, 'Damaged journal'") from None
+
+
+def _bad_sample_id(value: object) -> str | None:
+    """Why a sample id (from the operator or a QR code) cannot go into a record, or None if it can."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        return "sample id must be non-empty text"
+    if len(value) > MAX_SAMPLE_ID:
+        return f"sample id is {len(value)} characters; at most {MAX_SAMPLE_ID}"
+    if not value.isprintable():
+        return "sample id must be printable text (no control characters)"
+    return None

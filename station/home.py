@@ -104,7 +104,6 @@ retakes = 1                 # extra photographs when a quality gate asks for a r
 [storage]
 warn_pct = 80               # disk use that raises a warning in status
 refuse_pct = 95             # disk use at which new samples are refused (results are never evicted)
-keep_images_days = 365      # photographs of town-acknowledged results older than this may be pruned
 
 # Extra strip types, e.g.:
 # [[strip_types]]

@@ -69,9 +69,13 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     return key
 
 
-def public_jwk(public_key: Ed25519PublicKey, kid: str) -> dict:
+def public_jwk(public_key: Ed25519PublicKey, kid: str, station: str | None = None) -> dict:
+    """station: the full grid path a station key may sign for (an extra JWK member, RFC 7517 §4)."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw), "kid": kid, "alg": ALG, "use": "sig"}
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw), "kid": kid, "alg": ALG, "use": "sig"}
+    if station:
+        jwk["station"] = station
+    return jwk
 
 
 def jwk_public_key(jwk: dict, where: str = "JWK") -> Ed25519PublicKey:
@@ -86,6 +90,12 @@ def jwk_public_key(jwk: dict, where: str = "JWK") -> Ed25519PublicKey:
 
 def load_jwk_file(path: str | Path) -> tuple[str, Ed25519PublicKey]:
     """Read a public JWK file; returns (kid, key)."""
+    kid, key, _ = load_jwk_file_with_station(path)
+    return kid, key
+
+
+def load_jwk_file_with_station(path: str | Path) -> tuple[str, Ed25519PublicKey, str | None]:
+    """Read a public JWK file; returns (kid, key, the station path it is bound to or None)."""
     path = Path(path)
     try:
         jwk = json.loads(path.read_text(encoding="utf-8"))
@@ -96,7 +106,10 @@ def load_jwk_file(path: str | Path) -> tuple[str, Ed25519PublicKey]:
     kid = jwk.get("kid") if isinstance(jwk, dict) else None
     if not isinstance(kid, str) or not kid:
         raise KeyFileError(f"{path}: JWK has no 'kid'")
-    return kid, jwk_public_key(jwk, str(path))
+    station = jwk.get("station")
+    if station is not None and not isinstance(station, str):
+        raise KeyFileError(f"{path}: JWK 'station' must be the station path as text")
+    return kid, jwk_public_key(jwk, str(path)), station
 
 
 def sign_jws(payload: dict, key: Ed25519PrivateKey, kid: str, typ: str) -> bytes:
@@ -116,6 +129,9 @@ def _parse(message: bytes) -> tuple[dict, str, str, bytes]:
     if not isinstance(jws, dict) or set(jws) != {"protected", "payload", "signature"}:
         raise SignatureError("not a flattened JWS (need exactly protected, payload, signature)")
     protected, body, sig = jws["protected"], jws["payload"], jws["signature"]
+    if not all(isinstance(v, str) and v.isascii() for v in (protected, body, sig)):
+        # Non-ASCII here would otherwise surface as UnicodeEncodeError in whoever verifies it.
+        raise SignatureError("protected, payload and signature must be base64url text")
     try:
         header = json.loads(b64url_decode(protected))
     except ValueError:

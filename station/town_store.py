@@ -18,7 +18,7 @@ from station.clock import now_rfc3339
 from station.commands import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, sha256_hex
 from station.errors import KeyFileError, SignatureError, StationError
 from station.records import GENESIS_PREV, RESULT_TYP
-from station.signing import b64url_decode, jws_header, load_jwk_file, verify_jws
+from station.signing import b64url_decode, jws_header, load_jwk_file_with_station, verify_jws
 
 log = logging.getLogger("station.town")
 
@@ -82,23 +82,45 @@ class TrustStore:
         return t
 
     def rescan(self) -> None:
-        keys = {}
+        # A station key signs for one grid path only (the JWK's "station" member, as `station pubkey` prints
+        # it): the broker ACL lets st-0001 write under any village, so the id alone would not bind it.
+        keys: dict[str, tuple[Ed25519PublicKey, str]] = {}
+        clashes: set[str] = set()
         for p in sorted(self.directory.iterdir()):
             if p.suffix in (".jwk", ".json") and p.is_file():
                 try:
-                    kid, key = load_jwk_file(p)
+                    kid, key, station = load_jwk_file_with_station(p)
                 except KeyFileError as exc:
                     log.warning("trust: skipping %s", exc)
                     continue
-                keys[kid] = key
+                if not station or station.rsplit("/", 1)[-1] != kid.split("/", 1)[0]:
+                    log.error("trust: skipping %s: needs a 'station' path ending in its kid's station id", p)
+                    continue
+                if kid in keys:
+                    clashes.add(kid)
+                keys[kid] = (key, station)
+        for kid in clashes:
+            log.error("trust: kid %s appears in more than one key file: trusting neither", kid)
+            del keys[kid]
         self.keys, self._scanned = keys, time.monotonic()
 
-    def get(self, kid: str) -> Ed25519PublicKey | None:
-        key = self.keys.get(kid)
-        if key is None and time.monotonic() - self._scanned > 5.0:   # new station enrolled: pick it up
+    def get(self, kid: str) -> tuple[Ed25519PublicKey, str] | None:
+        """(key, station path) for a kid."""
+        found = self.keys.get(kid)
+        if found is None and time.monotonic() - self._scanned > 5.0:   # new station enrolled: pick it up
             self.rescan()
-            key = self.keys.get(kid)
-        return key
+            found = self.keys.get(kid)
+        return found
+
+
+# Whoever can reach the broker can send unsigned junk: keep only a sample of it, so refusals cannot fill the disk.
+UNAUTHENTICATED_KEEP = 1024
+
+
+def _evidence(code: str, payload: bytes) -> bytes:
+    if code in ("malformed", "unknown-kid", "bad-signature"):
+        return payload[:UNAUTHENTICATED_KEEP]
+    return payload[:262144]
 
 
 class _Refuse(Exception):
@@ -189,7 +211,7 @@ class TownStore:
                 self.db.execute(
                     "INSERT INTO refusals (received_at, topic, station, seq, code, detail, message)"
                     " VALUES (?,?,?,?,?,?,?)",
-                    (now_rfc3339(now), topic, station, r.seq, r.code, r.detail, payload[:262144]))
+                    (now_rfc3339(now), topic, station, r.seq, r.code, r.detail, _evidence(r.code, payload)))
                 loud = r.code in ("equivocation", "broken-chain", "wrong-path", "checkpoint-mismatch")
                 (log.error if loud else log.warning)(
                     "REFUSED %s %s#%s [%s] %s", topic, station, r.seq if r.seq is not None else "-",
@@ -206,9 +228,10 @@ class TownStore:
             raise _Refuse("malformed", f"typ {typ!r} not one of {', '.join(typs)}")
         if not isinstance(kid, str) or "/" not in kid:
             raise _Refuse("unknown-kid", f"kid {kid!r} is not '<station>/<serial>'")
-        key = self.trust.get(kid) if self.trust else None
-        if key is None:
+        trusted = self.trust.get(kid) if self.trust else None
+        if trusted is None:
             raise _Refuse("unknown-kid", f"no trusted key for kid {kid!r}")
+        key, key_path = trusted
         unverified = _decode_payload_unverified(payload) or {}
         seq = unverified.get("seq") if isinstance(unverified.get("seq"), int) else None
         try:
@@ -221,6 +244,8 @@ class TownStore:
         if body.get("station") != path:
             raise _Refuse("wrong-path", f"payload station {body.get('station')!r} differs from topic path "
                           f"{path!r}", seq=seq)
+        if path != key_path:
+            raise _Refuse("wrong-path", f"kid {kid!r} signs for {key_path!r}, not {path!r}", seq=seq)
         if body.get("v") != 1:
             raise _Refuse("malformed", f"unsupported version v={body.get('v')!r}", seq=seq)
         s = body.get("seq")

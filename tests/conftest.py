@@ -41,7 +41,7 @@ def station_kit(tmp_path):
     town_key = Ed25519PrivateKey.generate()
     trust = tmp_path / "trust"
     trust.mkdir()
-    (trust / "st-0001.jwk").write_text(json.dumps(public_jwk(key.public_key(), ident.kid)))
+    (trust / "st-0001.jwk").write_text(json.dumps(public_jwk(key.public_key(), ident.kid, ident.path)))
     town_jwk = tmp_path / "town.jwk"
     town_jwk.write_text(json.dumps(public_jwk(town_key.public_key(), "town/1")))
 

@@ -317,3 +317,42 @@ def test_nearly_full_disk_warns_then_refuses_and_deletes_no_result(tmp_path, cap
     assert all(rep.rows[s] == (e.sample_id, e.verdict, e.msg_hash) for s, e in entries.items())
     assert not any(Path(p).exists() for p in acked_only), "the acknowledged-only photograph was not pruned"
     assert all(Path(entries[s].image_path).is_file() for s in range(6, 10)), "an unacknowledged photograph was deleted"
+
+
+# ---- bad requests and failing hardware never wedge the loop -----------------------------------------------
+
+class BrokenCamera:
+    """A camera whose driver raises something unexpected, as a real one can (cv2.error, OSError, ...)."""
+
+    name = "broken"
+
+    def new_sample(self) -> None:
+        pass
+
+    def capture(self):
+        raise RuntimeError("VIDIOC_DQBUF: No such device")
+
+    def close(self) -> None:
+        pass
+
+
+def test_bad_sample_id_and_a_crashing_camera_are_answered_and_the_station_carries_on(tmp_path):
+    rig = StationRig(tmp_path, photos=PHOTOS)
+    sock = rig.home.control_socket
+    st = InProcess(rig, FakeDisk(10.0))
+    try:
+        for bad, words in (("x" * 121, "at most 120"), ("a\nb", "printable"), (7, "non-empty text")):
+            reply = request(sock, {"cmd": "press", "wait": True, "sample": bad})
+            assert reply["ok"] is False and words in reply["error"], reply
+        good = request(sock, {"cmd": "press", "wait": True, "sample": "S-" + "9" * 100})
+        assert good["ok"] and [r["sample"] for r in good["results"]][0].startswith("S-999"), good
+
+        real_camera, st.daemon.camera = st.daemon.camera, BrokenCamera()
+        reply = request(sock, {"cmd": "press", "wait": True}, timeout=20)
+        assert reply["ok"] is False and "VIDIOC_DQBUF" in reply["error"], reply
+        assert st.daemon.panel.state == "refused"
+
+        st.daemon.camera = real_camera
+        assert request(sock, {"cmd": "press", "wait": True}, timeout=20)["ok"]  # not stuck "busy"
+    finally:
+        st.close()

@@ -117,7 +117,7 @@ def test_refusals_are_counted_with_reasons(station_kit, town, msgs, tmp_path):
     # a station writing under another station's path (its own key, enrolled)
     ident_b = StationIdentity(id="st-0002", grid=kit.ident.grid, key_serial=1)
     key_b = Ed25519PrivateKey.generate()
-    (kit.trust_dir / "st-0002.jwk").write_text(json.dumps(public_jwk(key_b.public_key(), ident_b.kid)))
+    (kit.trust_dir / "st-0002.jwk").write_text(json.dumps(public_jwk(key_b.public_key(), ident_b.kid, ident_b.path)))
     town.trust.rescan()
     m_b = kit.maker(ident=ident_b, key=key_b)(3, sha256_hex(msgs[1]))
     assert town.ingest(rtopic(kit), m_b).code == "wrong-path"          # st-0002 publishing under st-0001
@@ -154,3 +154,26 @@ def test_station_topic_is_the_topic_of_the_station_path():
     ident = StationIdentity(id="st-0001", grid="d/t/v")
     assert topics.station_topic(ident.path, "cmd") == topics.topic(ident.grid, ident.id, "cmd")
     assert topics.parse(topics.station_topic(ident.path, "ack")) == ("d/t/v", "st-0001", "ack")
+
+
+def test_a_station_key_signs_only_for_its_own_village(station_kit, tmp_path):
+    """The ACL lets st-0001 write under any village's st-0001 path; the trusted JWK binds it to one."""
+    kit = station_kit
+    from dataclasses import replace
+
+    elsewhere = replace(kit.ident, grid="changchun/nongan/other-village")
+    st = TownStore(tmp_path / "t.db", TrustStore.load(kit.trust_dir), kit.town_key, "town/1")
+    msg = kit.maker(ident=elsewhere)(1, "0" * 64)
+    out = st.ingest(f"nongan/v1/{elsewhere.path}/result", msg)
+    assert out.action == "refused" and out.code == "wrong-path" and "signs for" in out.reason
+    assert st.ingest(f"nongan/v1/{kit.ident.path}/result", kit.maker()(1, "0" * 64)).action == "stored"
+
+
+def test_trust_files_without_a_station_path_or_with_a_clashing_kid_are_not_trusted(station_kit, tmp_path):
+    kit = station_kit
+    unbound = tmp_path / "unbound"
+    unbound.mkdir()
+    (unbound / "a.jwk").write_text(json.dumps(public_jwk(kit.key.public_key(), kit.ident.kid)))
+    assert TrustStore.load(unbound).keys == {}
+    (kit.trust_dir / "copy.jwk").write_text((kit.trust_dir / "st-0001.jwk").read_text())
+    assert kit.ident.kid not in TrustStore.load(kit.trust_dir).keys

@@ -4,6 +4,8 @@ from __future__ import annotations
 from drivers.camera.base import Frame
 from station.errors import DeviceError
 
+MIN_FRESH_READS = 4  # frames read and dropped before a capture, even where the buffer-size hint is ignored
+
 
 class V4L2Camera:
     def __init__(self, device: str, width: int, height: int, warmup_frames: int = 5, jpeg_quality: int = 92):
@@ -18,7 +20,9 @@ class V4L2Camera:
             raise DeviceError(f"camera {device}: cannot open (is it plugged in, and is the user in group video?)")
         self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-        self._warmup = warmup_frames
+        # The driver queues a few frames while idle; without this the first read could show the previous tray.
+        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        self._warmup = max(warmup_frames, MIN_FRESH_READS)
         self._quality = jpeg_quality
 
     def new_sample(self) -> None:

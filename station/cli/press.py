@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     home = home_of(args)
     reply = request(home.control_socket, {"cmd": "press", "wait": not args.no_wait, "sample": args.sample,
-                                           "strip_type": args.strip_type})
+                                           "strip_type": args.strip_type},
+                    # The daemon always answers, after incubation if the strip type needs it.
+                    timeout=15 if args.no_wait else 3600)
     if args.json:
         print_json(reply)
     elif reply.get("queued"):

@@ -19,5 +19,5 @@ def run(args: argparse.Namespace) -> int:
     home = home_of(args)
     cfg = load_config(home.root)
     key = signing.load_private_key(signing_key_path(home, cfg.station.key_file))
-    print_json(signing.public_jwk(key.public_key(), cfg.station.kid))
+    print_json(signing.public_jwk(key.public_key(), cfg.station.kid, cfg.station.path))
     return 0

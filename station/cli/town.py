@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     lp.add_argument("--ca", metavar="FILE", help="CA certificate (mqtts)")
     lp.add_argument("--cert", metavar="FILE", help="client certificate (mqtts)")
     lp.add_argument("--key-file", metavar="FILE", help="client certificate key (mqtts)")
-    lp.add_argument("--client-id", help="MQTT client id (default nongan-town-<random>)")
+    lp.add_argument("--client-id", help="MQTT client id (default: stable per --db, so the broker session resumes)")
     lp.add_argument("--resend-after", type=float, default=15.0, metavar="S",
                     help="ask a station to resend a gap that persists this long (default 15)")
     lp.add_argument("--duration", type=float, metavar="S", help="exit after S seconds (demos, tests)")
@@ -61,7 +61,7 @@ def run_pubkey(args: argparse.Namespace) -> int:
 def run_listen(args: argparse.Namespace) -> int:
     from station.town import TownBroker, TownListener, load_or_create_town_key
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s town %(levelname)s %(message)s")
     logging.getLogger("station.town").setLevel(logging.INFO)
     key = load_or_create_town_key(args.key) if args.key else None
@@ -90,8 +90,8 @@ def _verify_now(trust, message: bytes) -> bool:
     from station.signing import jws_header, verify_jws
 
     try:
-        key = trust.get(jws_header(message).get("kid"))
-        return key is not None and bool(verify_jws(message, key))
+        trusted = trust.get(jws_header(message).get("kid"))
+        return trusted is not None and bool(verify_jws(message, trusted[0]))
     except StationError:
         return False
 
