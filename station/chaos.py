@@ -172,16 +172,7 @@ class DaemonProcess:
 
     def terminate(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (clean stop); SIGKILL if it does not exit in time. Returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return demo.stop_process(self.proc, timeout)
 
 
 class TownProcess:
@@ -233,13 +224,7 @@ class TownProcess:
             self.proc.wait(10)
 
     def terminate(self, timeout: float = 10.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        demo.stop_process(self.proc, timeout)
 
 
 def town_contiguous(db: Path, station_path: str) -> int:

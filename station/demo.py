@@ -34,6 +34,20 @@ def spawn(name: str, args: list[str], logdir: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "station", *args], stdout=log, stderr=subprocess.STDOUT)
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
+    """SIGTERM (a clean stop), SIGKILL if it does not exit in time; returns the exit status."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
 def wait_for(pred, timeout: float = 10.0, what: str = "condition", interval: float = 0.2):
     """Poll pred until it returns something truthy, and return that; fail naming `what` if it never does."""
     deadline = time.monotonic() + timeout
@@ -136,12 +150,7 @@ def run_demo(work: Path, presses: int | None = None) -> int:
         return print_table(rows, station_jwk, len(want))
     finally:
         for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop_process(p)
         if broker:
             broker.stop()
 

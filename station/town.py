@@ -74,6 +74,7 @@ class TownListener:
         self.on_outcome = on_outcome
         self._q: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._stop = threading.Event()
+        self.failed = threading.Event()  # the store worker died: the process must exit, not look healthy
         self._connected = threading.Event()
         self._resync = threading.Event()
         self._gap_seen: dict[tuple[str, int], float] = {}
@@ -177,6 +178,7 @@ class TownListener:
                     self._check_gaps(store)
         except Exception:
             log.exception("town worker crashed")
+            self.failed.set()
             raise
         finally:
             store.close()

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from station.errors import StationError
@@ -79,8 +80,15 @@ def run_listen(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     listener.start()
+    deadline = None if args.duration is None else time.monotonic() + args.duration
     try:
-        done.wait(args.duration)
+        while not done.wait(0.5):
+            if listener.failed.is_set():
+                # Paho would go on acknowledging messages that nothing stores: exit so a supervisor restarts us.
+                raise StationError("the store worker died (see the log above); exiting so nothing is "
+                                   "acknowledged that was not stored")
+            if deadline is not None and time.monotonic() >= deadline:
+                break
     finally:
         listener.stop()
     return 0
