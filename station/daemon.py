@@ -321,13 +321,14 @@ class Daemon:
             "quarantined": stats.quarantined, "disk_pct": self.disk.used_pct, "disk": self.disk.level,
             "clock_synced": clock.clock_synced(), "lights": self.panel.lights() if self.panel else {},
             "connected": bool(self.publisher and self.publisher.state.connected),
+            "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
         }
 
     def _publish_status(self) -> None:
         if self.publisher:
             st = self.status()
             self.publisher.update_status(state=st["state"], disk_pct=st["disk_pct"], disk_level=st["disk"],
-                                         clock_synced=st["clock_synced"], boot=self.boot)
+                                         clock_synced=st["clock_synced"], boot=self.boot, town_key=st["town_key"])
 
     def _control_request(self, req: dict) -> dict:
         """Runs on a socket thread: post to the loop and wait for its answer."""

@@ -55,11 +55,16 @@ def create_private_key(path: str | Path) -> Ed25519PrivateKey:
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     path = Path(path)
     try:
+        mode = path.stat().st_mode
         data = path.read_bytes()
     except FileNotFoundError:
         raise KeyFileError(f"{path}: signing key file not found (run `station init` or restore the key)") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read signing key: {exc.strerror}") from None
+    if mode & 0o077:
+        # A key others can read is a key others may have copied: refuse rather than sign with it.
+        raise KeyFileError(f"{path}: signing key is readable by group or others (mode {mode & 0o777:o}); "
+                           f"run chmod 600 {path}")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:

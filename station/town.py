@@ -19,7 +19,6 @@ from paho.mqtt.properties import Properties
 
 from station import topics
 from station.commands import build_resend
-from station.errors import KeyFileError
 from station.mqtt_client import parse_broker_url, tls_context
 from station.signing import create_private_key, load_private_key, public_jwk
 from station.town_store import Outcome, TownStore, TrustStore
@@ -37,8 +36,6 @@ def load_or_create_town_key(path: str | Path) -> Ed25519PrivateKey:
         key = create_private_key(p)
         log.info("created town signing key %s", p)
         return key
-    if p.stat().st_mode & 0o077:
-        raise KeyFileError(f"{p}: town key is readable by group/others (chmod 600 {p})")
     return load_private_key(p)
 
 

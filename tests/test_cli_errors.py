@@ -93,3 +93,9 @@ def test_credentials_directory_key_wins(home, tmp_path):
     done = station("pubkey", "--home", str(home), env={"CREDENTIALS_DIRECTORY": str(creds)})
     assert done.returncode == 0, done.stderr
     assert '"kid": "st-0001/1"' in done.stdout
+
+
+def test_signing_key_readable_by_others_is_refused(home):
+    key = home / "keys" / "station.key"
+    key.chmod(0o644)
+    one_line_error(station("run", "--home", str(home)), "readable by group or others (mode 644)", "chmod 600")

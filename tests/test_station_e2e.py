@@ -68,6 +68,7 @@ def test_press_to_town_verified(rig):
             assert len(verdicts) == 4
         shown += reply["results"]
         status = json.loads(station_cmd("status", "--home", str(home), "--json").stdout)
+        assert status["town_key"] is True  # acks can be verified
         # The panel shows the most consequential verdict of the press.
         lights = status["lights"]
         worst = "positive" if "positive" in verdicts else "invalid" if "invalid" in verdicts else "negative"

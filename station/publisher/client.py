@@ -483,8 +483,8 @@ class Publisher:
             self._drain.flush_published()
             try:
                 s.client.disconnect()   # normal DISCONNECT: the broker discards the last will
-            except Exception:
-                pass
+            except (OSError, ValueError, RuntimeError):
+                pass  # the socket is already gone: the broker publishes the last will instead
             if s.thread is not None:
                 s.thread.join(max(0.1, timeout / 4))
         if self._session is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from station import __version__
 from station.clock import now_rfc3339
+from station.errors import StationError
 
 if TYPE_CHECKING:
     from station.publisher import PublisherState
@@ -56,8 +57,8 @@ class StatusReport:
         if self._clock_synced is not None:
             try:
                 return bool(self._clock_synced())
-            except Exception:
-                return None
+            except StationError:
+                return None  # e.g. a bad $STATION_CLOCK_SYNCED: the status says "unknown" rather than guess
         return self._extra.get("clock_synced")
 
     def payload(self, state: str, st: PublisherState, **more: Any) -> dict:
