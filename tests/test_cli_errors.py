@@ -99,3 +99,21 @@ def test_signing_key_readable_by_others_is_refused(home):
     key = home / "keys" / "station.key"
     key.chmod(0o644)
     one_line_error(station("run", "--home", str(home)), "readable by group or others (mode 644)", "chmod 600")
+
+
+def test_doctor_checks_then_sets_a_damaged_journal_aside_on_request(home):
+    from station.journal import Journal
+
+    Journal(home / "data" / "journal.sqlite").close()
+    done = station("doctor", "--home", str(home))
+    assert done.returncode == 0 and "healthy: 0 results" in done.stdout, done.stdout + done.stderr
+    journal = home / "data" / "journal.sqlite"
+    data = bytearray(journal.read_bytes())
+    data[0:16] = b"garbage garbage!"
+    journal.write_bytes(bytes(data))
+    done = station("doctor", "--home", str(home))
+    assert done.returncode == 1 and "DAMAGED" in done.stdout and journal.exists()
+    done = station("doctor", "--home", str(home), "--set-aside")
+    assert done.returncode == 1 and "set aside as" in done.stdout and not journal.exists()
+    aside = list(journal.parent.glob("journal.sqlite.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes()[:16] == b"garbage garbage!"

@@ -11,7 +11,8 @@ from station import __version__
 from station.errors import StationError
 
 # One module per sub-command, each with add_parser(subparsers) and run(args) -> int.
-SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "score", "assay_eval", "town", "certs")
+SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score", "assay_eval", "town",
+               "certs")
 
 
 def build_parser() -> argparse.ArgumentParser:
