@@ -151,6 +151,19 @@ def jws_header(message: bytes) -> dict:
     return _parse(message)[0]
 
 
+def unverified_payload(message: bytes) -> dict:
+    """The payload of a flattened JWS, NOT verified: for reading back what this side stored, or for choosing
+    how to report a message that is about to be refused. Raises SignatureError if it is not one."""
+    try:
+        jws = json.loads(message)
+        payload = json.loads(b64url_decode(jws["payload"]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SignatureError(f"not a flattened JWS carrying JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise SignatureError("JWS payload is not a JSON object")
+    return payload
+
+
 def verify_jws(message: bytes, public_key: Ed25519PublicKey, typ: str | None = None) -> dict:
     header, protected, body, sig = _parse(message)
     if typ is not None and header.get("typ") != typ:

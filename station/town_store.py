@@ -18,7 +18,7 @@ from station.clock import now_rfc3339
 from station.commands import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, sha256_hex
 from station.errors import KeyFileError, SignatureError, StationError
 from station.records import GENESIS_PREV, RESULT_TYP
-from station.signing import b64url_decode, jws_header, load_jwk_file_with_station, verify_jws
+from station.signing import jws_header, load_jwk_file_with_station, unverified_payload, verify_jws
 
 log = logging.getLogger("station.town")
 
@@ -130,10 +130,8 @@ class _Refuse(Exception):
 
 def _decode_payload_unverified(message: bytes) -> dict | None:
     try:
-        obj = json.loads(message)
-        p = json.loads(b64url_decode(obj["payload"]))
-        return p if isinstance(p, dict) else None
-    except (ValueError, KeyError, TypeError, SignatureError):
+        return unverified_payload(message)
+    except SignatureError:
         return None
 
 

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from station.cli.common import add_home, home_of, print_json, table
 from station.errors import StationError
 from station.journal import Journal
-from station.signing import b64url_decode
+from station.signing import unverified_payload
 
 
 def add_parser(sub) -> None:
@@ -36,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         stats = journal.stats()
     out = []
     for e in entries:
-        payload = json.loads(b64url_decode(json.loads(e.message)["payload"]))
+        payload = unverified_payload(e.message)  # our own journal: the daemon checks it at every start
         out.append({"seq": e.seq, "id": e.id, "sample": e.sample_id, "verdict": e.verdict,
                     "tc_ratio": payload["reading"].get("tc_ratio"), "read_at": payload["time"]["read_at"],
                     "slot": payload["strip"]["slot"], "delivery": delivery(e)})
