@@ -21,7 +21,7 @@ def tls_broker(tmp_path_factory):
         yield broker
 
 
-# --- Publisher / town fixtures (owned by the publisher+town engineer; self-contained) ---
+# --- Publisher / town fixtures: a station identity and keys without a station home ---
 import types  # noqa: E402
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
