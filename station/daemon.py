@@ -80,13 +80,14 @@ class Daemon:
         from station.publisher import Publisher
 
         trust = self.cfg.resolve(self.cfg.town.trust_key)
-        if not trust.is_file():
+        trusted = trust.is_file()
+        if not trusted:
             # Without it no town ack is ever accepted: nothing counts as delivered and no photo becomes prunable.
             log.error("town.trust_key %s not found: town acknowledgements cannot be verified and will be ignored "
                       "(copy the town's JWK there)", trust)
         return Publisher(
             self.cfg.broker, self.cfg.station, self.key, self.home.journal,
-            str(trust) if trust.is_file() else None,
+            str(trust) if trusted else None,
             on_event=lambda ev: self.post("publisher", ev),
             base_dir=self.cfg.home, clock_synced=clock.clock_synced, boot=self.boot,
         )
@@ -179,11 +180,11 @@ class Daemon:
         self.job = job
         self.camera.new_sample()
         self._set_state("working")
-        strip_type = self._strip_type(job)
-        if self.cfg.assay.wait_incubation and strip_type.incubation_s > 0:
-            log.info("sample %d: incubating %d s", job.id, strip_type.incubation_s)
+        wait_s = self._incubation_s(job.strip_type_name)
+        if wait_s > 0:
+            log.info("sample %d: incubating %d s", job.id, wait_s)
             # A deadline the loop checks, not a timer thread: a stop during incubation is not held up.
-            self._incubating = (time.monotonic() + strip_type.incubation_s, job)
+            self._incubating = (time.monotonic() + wait_s, job)
         else:
             self._capture(job)
 
