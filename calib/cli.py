@@ -6,8 +6,8 @@ import getpass
 import os
 import sys
 
-from calib.store import CalibrationStore
 from station.config import load_config
+from station.decide.calibration import CalibrationStore
 from station.errors import StationError
 from station.home import home_from
 

@@ -10,8 +10,9 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from station import records, signing, topics
-from station.mqtt_client import parse_broker_url
+from station.protocol import result as records
+from station.protocol import signing, topics, wire
+from station.protocol.mqtt import parse_broker_url
 
 KINDS = ("forged", "tampered", "replayed", "wrong-path", "equivocation")
 
@@ -30,7 +31,7 @@ def _payload(message: bytes) -> dict:
 def _with_payload(message: bytes, payload: dict) -> bytes:
     """The same protected header and signature over a different payload: what a tamperer can do."""
     jws = json.loads(message)
-    jws["payload"] = signing.b64url(signing.canonical_json(payload))
+    jws["payload"] = wire.b64url(wire.canonical_json(payload))
     return json.dumps(jws, separators=(",", ":")).encode()
 
 
@@ -43,7 +44,7 @@ def craft(genuine: list[bytes], station_key: Ed25519PrivateKey, kid: str, grid: 
     """
     result_topic = topics.topic(grid, station_id, "result")
     last = genuine[-1]
-    nxt = {**_payload(last), "seq": _payload(last)["seq"] + 1, "prev": records.message_hash(last)}
+    nxt = {**_payload(last), "seq": _payload(last)["seq"] + 1, "prev": wire.message_hash(last)}
     nxt["id"] = f"{station_id}:{nxt['seq']}"
     attacks = []
     for i, msg in enumerate(genuine):

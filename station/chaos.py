@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from station import attacks, demo, signing
+from station import attacks, demo
 from station.config import load_config
 from station.control import ControlError, request
 from station.errors import StationError
 from station.home import Home, init_home, signing_key_path
 from station.journal import Journal, verify_chain
 from station.localbroker import BrokerError, LocalBroker
+from station.protocol import signing
 from station.town import load_or_create_town_key, town_public_jwk
 
 STATION_ID, GRID = "st-0001", "nongan/hetao/xinmin"

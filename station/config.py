@@ -182,7 +182,7 @@ def _check_identity(path: str, text: str, ident: StationIdentity) -> None:
 
 
 def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None) -> StationConfig:
-    from station.assay.striptype import BUILTIN_STRIP_TYPES, strip_type_from_dict
+    from station.striptypes import BUILTIN_STRIP_TYPES, strip_type_from_dict
 
     try:
         data = tomllib.loads(text)

@@ -12,8 +12,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from station import signing
 from station.errors import StationError
+from station.protocol import signing
 
 STATION, GRID = "st-0001", "nongan/hetao/xinmin"
 

@@ -6,9 +6,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from station import signing
 from station.config import CONFIG_NAME, parse_config
 from station.errors import ConfigError, StationError
+from station.protocol import signing
 
 DEFAULT_HOME = "/var/lib/nongan-station"
 
@@ -134,7 +134,7 @@ def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_imag
     if sim_images and not Path(sim_images).is_dir():
         raise StationError(f"--sim-images {sim_images}: not a folder of photographs")
     if broker:
-        from station.mqtt_client import parse_broker_url
+        from station.protocol.mqtt import parse_broker_url
 
         parse_broker_url(broker)
     for d in (home.root, home.images, home.state, home.control_socket.parent, home.root / "keys",

@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from station.errors import JournalError, SignatureError
-from station.records import GENESIS_PREV, RESULT_VERDICTS, message_hash
-from station.signing import unverified_payload
-from station.storage import fsync_dir
+from station.host.files import fsync_dir
+from station.protocol.result import GENESIS_PREV, RESULT_VERDICTS
+from station.protocol.signing import unverified_payload
+from station.protocol.wire import message_hash
 
 APPLICATION_ID = 0x4E474A31  # "NGJ1": tells a journal apart from any other SQLite file
 SCHEMA_VERSION = 1

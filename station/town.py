@@ -17,10 +17,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from station import topics
-from station.commands import build_resend
-from station.mqtt_client import parse_broker_url, tls_context
-from station.signing import create_private_key, load_private_key, public_jwk
+from station.protocol import topics
+from station.protocol.messages import build_resend
+from station.protocol.mqtt import parse_broker_url, tls_context
+from station.protocol.signing import create_private_key, load_private_key, public_jwk
 from station.town_store import Outcome, TownStore, TrustStore
 
 log = logging.getLogger("station.town")

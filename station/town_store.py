@@ -13,12 +13,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from station import topics
-from station.clock import now_rfc3339
-from station.commands import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, sha256_hex
 from station.errors import KeyFileError, SignatureError, StationError
-from station.records import GENESIS_PREV, RESULT_TYP
-from station.signing import jws_header, load_jwk_file_with_station, unverified_payload, verify_jws
+from station.protocol import topics
+from station.protocol.messages import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, sha256_hex
+from station.protocol.result import GENESIS_PREV, RESULT_TYP
+from station.protocol.signing import jws_header, load_jwk_file_with_station, unverified_payload, verify_jws
+from station.protocol.wire import now_rfc3339
 
 log = logging.getLogger("station.town")
 

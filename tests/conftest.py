@@ -33,8 +33,8 @@ def station_kit(tmp_path):
     import json
 
     from station.config import StationIdentity
-    from station.records import RESULT_TYP, build_result_payload
-    from station.signing import public_jwk, sign_jws
+    from station.protocol.result import RESULT_TYP, build_result_payload
+    from station.protocol.signing import public_jwk, sign_jws
 
     ident = StationIdentity(id="st-0001", grid="changchun/nongan/halahai", key_serial=1)
     key = Ed25519PrivateKey.generate()

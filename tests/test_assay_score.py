@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from station.assay import BUILTIN_STRIP_TYPES, score_image
+from station.assay import BUILTIN_STRIP_TYPES
+from station.decide.verdict import read_photo
 from station.photogen import random_scene, render
 
 GENERIC = BUILTIN_STRIP_TYPES["pesticide-generic"]
@@ -36,7 +37,7 @@ def match(score, truth):
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_finds_every_cassette_left_to_right_and_reads_its_ratio(seed):
     img, truth = shot(seed)
-    score = score_image(img, GENERIC)
+    score = read_photo(img, GENERIC)
     pairs, phantoms = match(score, truth)
     assert len(pairs) == len(truth["cassettes"]) and not phantoms
     xs = [s.center[0] for s in score.strips]
@@ -51,7 +52,7 @@ def test_finds_every_cassette_left_to_right_and_reads_its_ratio(seed):
 @pytest.mark.parametrize("tc, verdict", [(0.2, "positive"), (0.5, "positive"), (1.1, "negative"), (1.4, "negative")])
 def test_competitive_verdict_follows_the_cutoff(tc, verdict):
     img, truth = shot(30 + int(tc * 10), n_cassettes=1, tc=tc, c_peak=0.4, length_frac=0.5)
-    s = score_image(img, GENERIC).strips[0]
+    s = read_photo(img, GENERIC).strips[0]
     assert s.verdict == verdict and s.quality == []
 
 
@@ -59,15 +60,15 @@ def test_sandwich_card_visible_t_line_is_positive_and_absent_is_negative():
     st = BUILTIN_STRIP_TYPES["sandwich-generic"]
     pos_img, _ = shot(41, "sandwich-generic", n_cassettes=1, tc=0.5, c_peak=0.4, length_frac=0.5)
     neg_img, _ = shot(42, "sandwich-generic", n_cassettes=1, tc=0.0, c_peak=0.4, length_frac=0.5)
-    assert score_image(pos_img, st).strips[0].verdict == "positive"
-    neg = score_image(neg_img, st).strips[0]
+    assert read_photo(pos_img, st).strips[0].verdict == "positive"
+    neg = read_photo(neg_img, st).strips[0]
     assert neg.verdict == "negative" and neg.control_line
 
 
 def test_three_in_one_card_reads_each_test_line():
     st = BUILTIN_STRIP_TYPES["pesticide-3in1"]
     img, truth = shot(43, "pesticide-3in1", n_cassettes=1, length_frac=0.6)
-    s = score_image(img, st).strips[0]
+    s = read_photo(img, st).strips[0]
     c = truth["cassettes"][0]
     assert set(s.tc_ratios) == {"T1", "T2", "T3"}
     for name, ratio in c["tc_ratios"].items():
@@ -78,13 +79,13 @@ def test_three_in_one_card_reads_each_test_line():
 
 def test_no_control_line_is_invalid_not_retake():
     img, _ = shot(44, n_cassettes=1, cassette_faults=("no_c",))
-    s = score_image(img, GENERIC).strips[0]
+    s = read_photo(img, GENERIC).strips[0]
     assert s.verdict == "invalid" and "NO_CONTROL_LINE" in s.quality and s.tc_ratio is None
 
 
 def test_faint_control_line_is_still_read():
     img, truth = shot(45, n_cassettes=1, cassette_faults=("faint_c",), length_frac=0.5)
-    s = score_image(img, GENERIC).strips[0]
+    s = read_photo(img, GENERIC).strips[0]
     assert s.control_line and s.verdict in ("negative", "positive")
     assert "LOW_SIGNAL" in s.quality
     assert abs(s.tc_ratio - truth["cassettes"][0]["tc_ratio"]) < 0.25
@@ -102,7 +103,7 @@ def test_faint_control_line_is_still_read():
 def test_each_quality_gate_gives_retake_and_no_ratio(scene_fault, cassette_fault, code):
     img, truth = shot(50, n_cassettes=1, faults=(scene_fault,) if scene_fault else (),
                       cassette_faults=(cassette_fault,) if cassette_fault else ())
-    score = score_image(img, GENERIC)
+    score = read_photo(img, GENERIC)
     assert len(score.strips) == 1
     s = score.strips[0]
     assert code in s.quality
@@ -111,13 +112,13 @@ def test_each_quality_gate_gives_retake_and_no_ratio(scene_fault, cassette_fault
 
 def test_empty_tray_reports_no_strips_and_says_why():
     img, _ = shot(60, faults=("empty_tray",))
-    score = score_image(img, GENERIC)
+    score = read_photo(img, GENERIC)
     assert score.strips == [] and score.error is None and "no cassette" in score.reason
 
 
 def test_qr_code_is_tied_to_the_nearest_cassette():
     img, truth = shot(61, n_cassettes=2, qr=True, length_frac=0.45)
-    score = score_image(img, GENERIC)
+    score = read_photo(img, GENERIC)
     card = truth["qr_cards"][0]
     owner = truth["cassettes"][card["cassette"]]
     strip = min(score.strips, key=lambda s: math.dist(s.center, owner["center"]))
@@ -127,7 +128,7 @@ def test_qr_code_is_tied_to_the_nearest_cassette():
 
 def test_json_keys_are_stable():
     img, _ = shot(62, n_cassettes=2)
-    j = score_image(img, GENERIC).to_json(image="a.jpg")
+    j = read_photo(img, GENERIC).to_json(image="a.jpg")
     assert {"image", "strips", "error"} <= set(j)
     for s in j["strips"]:
         assert {"slot", "center", "tc_ratio", "control_line", "quality", "verdict"} <= set(s)
@@ -135,12 +136,12 @@ def test_json_keys_are_stable():
 
 
 def test_garbage_input_gives_an_error_not_an_exception():
-    tiny = score_image(np.zeros((10, 10, 3), np.uint8), GENERIC)
+    tiny = read_photo(np.zeros((10, 10, 3), np.uint8), GENERIC)
     assert tiny.error is None and tiny.strips == [] and "too small" in tiny.reason
-    assert score_image(np.zeros((100, 100), np.uint8), GENERIC).error
-    assert score_image(np.zeros((300, 300, 3), np.float32), GENERIC).error
+    assert read_photo(np.zeros((100, 100), np.uint8), GENERIC).error
+    assert read_photo(np.zeros((300, 300, 3), np.float32), GENERIC).error
     flat = np.full((480, 640, 3), 128, np.uint8)
-    assert score_image(flat, GENERIC).strips == []
+    assert read_photo(flat, GENERIC).strips == []
 
 
 def test_one_strip_rephotographed_reads_the_same():
@@ -158,7 +159,7 @@ def test_one_strip_rephotographed_reads_the_same():
         s.update({key: placed[key] for key in ("center", "angle", "length_px", "width_px")})
         scene["cassettes"][0] = s
         img, _ = render(scene, rng)
-        ratios.append(score_image(img, GENERIC).strips[0].tc_ratio)
+        ratios.append(read_photo(img, GENERIC).strips[0].tc_ratio)
     assert np.std(ratios, ddof=1) / np.mean(ratios) < 0.03
     assert abs(np.mean(ratios) - 0.8) < 0.03
 
@@ -167,18 +168,18 @@ def test_debug_rendering_shows_the_photo_and_a_profile_per_strip():
     from station.assay.debug import render_debug
 
     img, _ = shot(71, n_cassettes=2)
-    score = score_image(img, GENERIC, want_debug=True)
+    score = read_photo(img, GENERIC, want_debug=True)
     assert all(s.profile is not None for s in score.strips)
     out = render_debug(img, score)
     assert out.shape[1] == img.shape[1] and out.shape[0] == img.shape[0] + 160
     assert not np.array_equal(out[:img.shape[0]], img)  # boxes and labels were drawn
-    assert score_image(img, GENERIC).strips[0].profile is None  # profiles only kept when asked
+    assert read_photo(img, GENERIC).strips[0].profile is None  # profiles only kept when asked
 
 
 def test_cassette_laid_the_wrong_way_round_is_read_without_swapping_c_and_t():
     img, truth = shot(72, n_cassettes=1, cassette_faults=("reversed",), tc=0.3, c_peak=0.4, length_frac=0.5)
     c = truth["cassettes"][0]
-    s = score_image(img, GENERIC).strips[0]
+    s = read_photo(img, GENERIC).strips[0]
     assert abs(c["angle"]) > 150
     assert abs((s.angle - c["angle"] + 180) % 360 - 180) < 1.5
     assert s.verdict == "positive" and abs(s.tc_ratio - 0.3) < 0.08
@@ -190,7 +191,7 @@ def test_bright_coloured_objects_are_not_cassettes():
     # A wood-coloured highlight at the frame edge and a saturated card-sized patch in the middle.
     img[int(0.6 * h):, int(0.8 * w):int(0.85 * w)] = (60, 150, 230)
     img[int(0.3 * h):int(0.6 * h), int(0.4 * w):int(0.45 * w)] = (200, 120, 40)
-    assert score_image(img, GENERIC).strips == []
+    assert read_photo(img, GENERIC).strips == []
     # The same shapes in neutral white are taken for cassettes: the test above is about colour.
     img[int(0.6 * h):, int(0.8 * w):int(0.85 * w)] = (235, 235, 235)
-    assert [s.quality for s in score_image(img, GENERIC).strips] == [["CUT_OFF"]]
+    assert [s.quality for s in read_photo(img, GENERIC).strips] == [["CUT_OFF"]]

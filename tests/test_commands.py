@@ -6,15 +6,8 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station.commands import (
-    CMD_TYP,
-    Refused,
-    build_ack,
-    build_resend,
-    verify_ack,
-    verify_command,
-)
-from station.signing import sign_jws
+from station.protocol.messages import CMD_TYP, Refused, build_ack, build_resend, verify_ack, verify_command
+from station.protocol.signing import sign_jws
 
 TOWN = Ed25519PrivateKey.generate()
 PATH = "changchun/nongan/halahai/st-0001"

@@ -23,11 +23,12 @@ from stationkit import (
     town_show,
 )
 
+from station.app import Daemon
 from station.config import load_config
 from station.control import request
-from station.daemon import Daemon
+from station.events import Stop
 from station.journal import Journal
-from station.storage import DiskUsage
+from station.photos import DiskUsage
 
 # The first photograph in name order is served first after every daemon start: four cassettes, the
 # slowest press (about 0.1 s of scoring and four commits), so a kill soon after the request lands inside it.
@@ -264,13 +265,13 @@ class InProcess:
             self.daemon.stop()
 
     def close(self) -> None:
-        self.daemon.post("stop")
+        self.daemon.post(Stop())
         self.thread.join(15)
         assert not self.thread.is_alive(), "the in-process daemon did not stop"
 
 
 def test_nearly_full_disk_warns_then_refuses_and_deletes_no_result(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="station.daemon")
+    caplog.set_level(logging.INFO, logger="station.app")
     rig = StationRig(tmp_path, photos=PHOTOS)   # offline: nothing is acknowledged unless the test says so
     sock = rig.home.control_socket
     disk = FakeDisk(85.0)

@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from station.errors import JournalError
 from station.journal import TAIL_CHECK, Journal, JournalDamagedError, verify_chain
-from station.records import GENESIS_PREV, RESULT_TYP, build_result_payload, message_hash
-from station.signing import sign_jws
+from station.protocol.result import GENESIS_PREV, RESULT_TYP, build_result_payload
+from station.protocol.signing import sign_jws
+from station.protocol.wire import message_hash
 
 KEY = Ed25519PrivateKey.generate()
 

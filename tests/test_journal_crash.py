@@ -16,8 +16,8 @@ CHILD = textwrap.dedent(
     import sys
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from station.journal import Journal
-    from station.records import RESULT_TYP, build_result_payload
-    from station.signing import sign_jws
+    from station.protocol.result import RESULT_TYP, build_result_payload
+    from station.protocol.signing import sign_jws
 
     key = Ed25519PrivateKey.generate()
     j = Journal(sys.argv[1])

@@ -14,11 +14,11 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from station import topics
-from station.commands import build_ack, build_resend, sha256_hex
 from station.config import BrokerConfig
 from station.demo import wait_for as demo_wait_for
 from station.journal import Journal
+from station.protocol import topics
+from station.protocol.messages import build_ack, build_resend, sha256_hex
 from station.publisher import Publisher
 from station.town import TownBroker, TownListener
 
@@ -71,7 +71,7 @@ class Sniffer:
 
 
 def seq_of(payload: bytes) -> int:
-    from station.signing import b64url_decode
+    from station.protocol.wire import b64url_decode
     return json.loads(b64url_decode(json.loads(payload)["payload"]))["seq"]
 
 
@@ -238,8 +238,8 @@ def test_resend_command_valid_then_refusals(station_kit, local_broker, events):
         ]:
             sniff.publish(topic(kit, "cmd"), bad)
             assert why in next_event(events, "refused").detail
-        from station.commands import CMD_TYP
-        from station.signing import sign_jws
+        from station.protocol.messages import CMD_TYP
+        from station.protocol.signing import sign_jws
         unknown = sign_jws({"v": 1, "station": kit.ident.path, "cmd": "wipe", "nonce": "nonce-0005",
                             "expires": now + 60}, kit.town_key, "town/1", CMD_TYP)
         sniff.publish(topic(kit, "cmd"), unknown)
@@ -265,7 +265,7 @@ def test_oversize_result_is_quarantined_with_a_signed_withheld_notice(station_ki
         ev = next_event(events, "quarantined", seq=3)
         assert "exceeds" in ev.detail
         msgs = sniff.drain(0.7)
-        from station.signing import jws_header
+        from station.protocol.signing import jws_header
         kinds = [(jws_header(p)["typ"], seq_of(p)) for _, p, _ in msgs]
         assert ("nongan-withheld+json", 3) in kinds
         assert {s for t, s in kinds if t == "nongan-result+json"} == {1, 2, 4, 5}
@@ -375,8 +375,8 @@ def test_supervisor_rebuilds_a_client_whose_network_thread_died(station_kit, loc
 
 
 def test_checkpoint_is_signed_and_published(station_kit, local_broker, events):
-    from station.commands import CHECKPOINT_TYP
-    from station.signing import verify_jws
+    from station.protocol.messages import CHECKPOINT_TYP
+    from station.protocol.signing import verify_jws
 
     kit = station_kit
     j = journal(kit)

@@ -8,7 +8,7 @@ import pytest
 
 from station.config import BrokerConfig
 from station.journal import Journal
-from station.mqtt_client import BrokerURLError, TLSFileError, parse_broker_url, tls_context
+from station.protocol.mqtt import BrokerURLError, TLSFileError, parse_broker_url, tls_context
 from station.publisher import Publisher
 from station.town import TownBroker, TownListener
 

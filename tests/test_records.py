@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station import records
-from station.records import GENESIS_PREV, RecordError, build_result_payload, message_hash, validate_payload
-from station.signing import sign_jws, verify_jws
+from station.protocol import result as records
+from station.protocol.result import GENESIS_PREV, RecordError, build_result_payload, validate_payload
+from station.protocol.signing import sign_jws, verify_jws
+from station.protocol.wire import message_hash
 
 
 def make_payload(**over) -> dict:

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from station import sdnotify
+from station.host import sdnotify
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station import signing
 from station.errors import SignatureError
+from station.protocol import signing, wire
 
 KEY = Ed25519PrivateKey.generate()
 GOOD = signing.sign_jws({"seq": 1, "verdict": "negative"}, KEY, "st-1/1", "nongan-result+json")
@@ -28,8 +28,8 @@ def _mutate(**fields) -> bytes:
     b"not json", b"[]", b'{"protected": "a"}',
     _mutate(payload="é" + json.loads(GOOD)["payload"]),         # non-ASCII text where base64url belongs
     _mutate(signature=12),
-    _mutate(payload=signing.b64url(b'{"seq":2,"verdict":"negative"}')),   # tampered payload
-    _mutate(protected=signing.b64url(b'{"alg":"none","kid":"st-1/1"}')),  # algorithm downgrade
+    _mutate(payload=wire.b64url(b'{"seq":2,"verdict":"negative"}')),   # tampered payload
+    _mutate(protected=wire.b64url(b'{"alg":"none","kid":"st-1/1"}')),  # algorithm downgrade
     _mutate(signature=json.loads(GOOD)["signature"][:-4] + "AAAA"),
 ])
 def test_hostile_messages_are_signature_errors(message):

@@ -13,8 +13,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from station import records, signing
 from station.demo import run_demo, spawn, station_cmd, town_results, wait_for
+from station.protocol import result as records
+from station.protocol import signing
 
 PHOTOS = ("negative.jpg", "positive.jpg", "invalid-no-control.jpg", "four-cassettes.jpg")
 

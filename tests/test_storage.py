@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from station.host.files import StorageError, atomic_write
 from station.journal import Journal
-from station.records import RESULT_TYP, build_result_payload
-from station.signing import sign_jws
-from station.storage import DiskUsage, StorageError, atomic_write, disk_state, prune_images, save_image
+from station.photos import DiskUsage, disk_state, prune_images, save_image
+from station.protocol.result import RESULT_TYP, build_result_payload
+from station.protocol.signing import sign_jws
 
 KEY = Ed25519PrivateKey.generate()
 

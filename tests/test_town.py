@@ -6,11 +6,12 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station import topics
-from station.commands import ACK_TYP, build_checkpoint, build_withheld, sha256_hex
 from station.config import StationIdentity
 from station.journal import Journal
-from station.signing import b64url, b64url_decode, public_jwk, verify_jws
+from station.protocol import topics
+from station.protocol.messages import ACK_TYP, build_checkpoint, build_withheld, sha256_hex
+from station.protocol.signing import public_jwk, verify_jws
+from station.protocol.wire import b64url, b64url_decode
 from station.town_store import TownStore, TrustStore
 
 

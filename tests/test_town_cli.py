@@ -12,8 +12,8 @@ import time
 
 from station.config import BrokerConfig
 from station.journal import Journal
+from station.protocol.wire import b64url_decode
 from station.publisher import Publisher
-from station.signing import b64url_decode
 
 STATION = [sys.executable, "-c", "import sys; from station.cli.town import add_parser; import argparse;"
            "p = argparse.ArgumentParser(); s = p.add_subparsers(required=True); add_parser(s);"
@@ -89,7 +89,7 @@ def test_listen_subprocess_end_to_end_and_show_json(station_kit, local_broker, t
 def test_listen_refuses_and_show_reports(station_kit, local_broker, tmp_path):
     import paho.mqtt.client as mqtt
 
-    from station import topics
+    from station.protocol import topics
     kit = station_kit
     db = tmp_path / "town.db"
     listen = subprocess.Popen([*STATION, "town", "listen", "--broker", local_broker.url, "--trust",
@@ -120,9 +120,9 @@ def test_listen_refuses_and_show_reports(station_kit, local_broker, tmp_path):
 def test_listener_reports_gap_asks_resend_with_signed_cmd_and_clears_it(station_kit, local_broker, tmp_path):
     import paho.mqtt.client as mqtt
 
-    from station import topics
-    from station.commands import CMD_TYP
-    from station.signing import jwk_public_key, verify_jws
+    from station.protocol import topics
+    from station.protocol.messages import CMD_TYP
+    from station.protocol.signing import jwk_public_key, verify_jws
     kit = station_kit
     key = tmp_path / "town.key"
     town_pub = jwk_public_key(json.loads(station_town("pubkey", "--key", str(key)).stdout))

@@ -5,7 +5,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from station import workflow
+from station.workflow import rules
 
 
 def score(*verdicts, error=None, reason=None):
@@ -22,11 +22,11 @@ def score(*verdicts, error=None, reason=None):
     (score(reason="no cassette found"), 0, 0, False),
 ])
 def test_needs_retake(sc, attempt, retakes, want):
-    assert workflow.needs_retake(sc, attempt, retakes) is want
+    assert rules.needs_retake(sc, attempt, retakes) is want
 
 
 def test_retake_is_never_recorded():
-    assert [s.verdict for s in workflow.recordable(score("negative", "retake", "invalid"))] == ["negative", "invalid"]
+    assert [s.verdict for s in rules.recordable(score("negative", "retake", "invalid"))] == ["negative", "invalid"]
 
 
 @pytest.mark.parametrize(("verdicts", "problem", "want"), [
@@ -38,11 +38,11 @@ def test_retake_is_never_recorded():
     ([], True, "retake"),
 ])
 def test_indication(verdicts, problem, want):
-    assert workflow.indication(verdicts, problem) == want
+    assert rules.indication(verdicts, problem) == want
 
 
 def test_problems_name_the_slot_and_the_remedy():
-    assert workflow.problems(score("negative", "retake")) == "slot 1: glare on the window: shade the tray"
-    assert workflow.problems(score(reason="no cassette found: place cassettes")) == \
+    assert rules.problems(score("negative", "retake")) == "slot 1: glare on the window: shade the tray"
+    assert rules.problems(score(reason="no cassette found: place cassettes")) == \
         "no cassette found: place cassettes"
-    assert workflow.problems(score("negative")) == ""
+    assert rules.problems(score("negative")) == ""

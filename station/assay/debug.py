@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from station.assay.result import ImageScore, StripScore
+from station.assay.scores import ImageScore, StripScore
 
 COLOURS = {"negative": (60, 180, 60), "positive": (40, 40, 230), "invalid": (0, 160, 255), "retake": (200, 60, 200)}
 

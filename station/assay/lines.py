@@ -6,8 +6,8 @@ from collections.abc import Callable
 import numpy as np
 
 from station.assay.profile import robust_baseline
-from station.assay.result import LineReading
-from station.assay.striptype import StripType
+from station.assay.scores import LineReading
+from station.striptypes import StripType
 
 HALF_WIDTH = 3.5  # integration half-width in line sigmas: >99.9 % of a Gaussian line's area
 

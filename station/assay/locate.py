@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from station.assay.striptype import StripType
+from station.striptypes import StripType
 
 MAX_SATURATION = 80  # HSV S (0-255) of a white body under the strongest expected cast is ~40
 WORK_WIDTH = 480  # localisation runs on a small copy; geometry is refined later at full resolution

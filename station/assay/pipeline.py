@@ -1,18 +1,18 @@
-# score_image: the whole reading of one photograph, cassette by cassette.
+# score_image: the whole measurement of one photograph, cassette by cassette; it stops at lines and quality
+# codes, and station.decide turns those into a verdict.
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
 from station.assay import quality as q
-from station.assay.interpret import interpret
 from station.assay.lines import measure_lines
 from station.assay.locate import find_blobs
 from station.assay.profile import absorbance_profile, luma_to_green, membrane_crop
 from station.assay.qr import decode_cards, nearest
-from station.assay.result import ImageScore, StripScore
-from station.assay.striptype import StripType
+from station.assay.scores import ImageScore, StripScore
 from station.assay.window import expected_window, find_window, refine_pose, upright
+from station.striptypes import StripType
 
 
 def _to_image(mat: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -70,12 +70,12 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
     for r in readings:
         v = yb - r.position * (yb - ya)
         strip.line_points.append((r.name, _to_image(up.matrix, np.array([[win.x0, v], [win.x1, v]]))))
-    interpret(strip, readings, st)
+    strip.lines = readings
     return strip
 
 
 def score_image(bgr: np.ndarray, strip_type: StripType, *, want_debug: bool = False) -> ImageScore:
-    """Read every cassette in a BGR photograph. Pure: no I/O; never raises on odd pictures."""
+    """Measure every cassette in a BGR photograph (no verdicts yet). Pure: no I/O; never raises on odd pictures."""
     if bgr is None or not isinstance(bgr, np.ndarray) or bgr.ndim != 3 or bgr.shape[2] != 3:
         return ImageScore([], strip_type.name, error="not a 3-channel colour photograph")
     if bgr.dtype != np.uint8:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from station.assay.striptype import StripType
+from station.striptypes import StripType
 
 MARGIN = 0.15  # of the cassette width, kept around the body so its edges (and blur) can be measured
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from station import signing
 from station.cli.common import add_home, home_of, print_json
 from station.config import load_config
 from station.home import signing_key_path
+from station.protocol import signing
 
 
 def add_parser(sub) -> None:

@@ -6,7 +6,7 @@ import argparse
 from station.cli.common import add_home, home_of, print_json, table
 from station.errors import StationError
 from station.journal import Journal
-from station.signing import unverified_payload
+from station.protocol.signing import unverified_payload
 
 
 def add_parser(sub) -> None:

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from station.daemon import Daemon
+    from station.app import Daemon
 
     logging.basicConfig(level=logging.DEBUG if args.verbose or os.environ.get("DEBUG") else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,8 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from station.assay import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, ImageScore, StripType, score_image
+from station.assay import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, ImageScore, StripType
 from station.assay.debug import render_debug
+from station.decide.verdict import read_photo
 
 
 def read_image(path: str) -> tuple[np.ndarray | None, str | None]:
@@ -32,7 +33,7 @@ def score_file(path: str, strip_type: StripType, *, want_debug: bool = False) ->
     img, err = read_image(path)
     if img is None:
         return ImageScore([], strip_type.name, error=err), None
-    return score_image(img, strip_type, want_debug=want_debug), img
+    return read_photo(img, strip_type, want_debug=want_debug), img
 
 
 def add_parser(sub) -> None:

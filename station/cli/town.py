@@ -95,7 +95,7 @@ def run_listen(args: argparse.Namespace) -> int:
 
 
 def _verify_now(trust, message: bytes) -> bool:
-    from station.signing import jws_header, verify_jws
+    from station.protocol.signing import jws_header, verify_jws
 
     try:
         trusted = trust.get(jws_header(message).get("kid"))

@@ -8,9 +8,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from station.assay.striptype import BUILTIN_STRIP_TYPES
 from station.photogen.cassette import render_cassette
 from station.photogen.scene import geometry_of
+from station.striptypes import BUILTIN_STRIP_TYPES
 
 
 def _low_freq_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:

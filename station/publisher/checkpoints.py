@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station.commands import Ack, build_checkpoint, sha256_hex
 from station.errors import StationError
+from station.protocol.messages import Ack, build_checkpoint, sha256_hex
 from station.publisher.session import Emit
 
 if TYPE_CHECKING:

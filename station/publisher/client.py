@@ -31,16 +31,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from station import topics
 from station.errors import StationError
-from station.mqtt_client import make_client, parse_broker_url, tls_context
+from station.protocol import topics
+from station.protocol.mqtt import make_client, parse_broker_url, tls_context
+from station.protocol.signing import load_jwk_file, load_private_key
 from station.publisher.acks import TownReplies, TrustedTime
 from station.publisher.checkpoints import Checkpoints
 from station.publisher.drain import Drain
 from station.publisher.session import Session, abandon, attach_callbacks
 from station.publisher.status import StatusReport
 from station.publisher.supervisor import Supervisor
-from station.signing import load_jwk_file, load_private_key
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station.commands import build_withheld
+from station.protocol.messages import build_withheld
 from station.publisher.session import Emit, Session
 
 if TYPE_CHECKING:

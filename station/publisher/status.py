@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from station import __version__
-from station.clock import now_rfc3339
 from station.errors import StationError
+from station.protocol.wire import now_rfc3339
 
 if TYPE_CHECKING:
     from station.publisher import PublisherState

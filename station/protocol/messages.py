@@ -9,10 +9,9 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from station.clock import now_rfc3339
 from station.errors import SignatureError, StationError
-from station.records import message_hash
-from station.signing import jws_header, sign_jws, verify_jws
+from station.protocol.signing import jws_header, sign_jws, verify_jws
+from station.protocol.wire import message_hash, now_rfc3339
 
 ACK_TYP = "nongan-ack+json"
 CMD_TYP = "nongan-cmd+json"

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 
 from station.errors import StationError
-from station.storage import atomic_write
+from station.host.files import atomic_write
 
 BOOT_COUNTER_FILE = "boot_counter"
 SYNC_OVERRIDE_ENV = "STATION_CLOCK_SYNCED"
@@ -56,10 +55,3 @@ def clock_synced() -> bool:
         # No timedatectl (containers, laptops) or a hung D-Bus: an unknown clock is an unsynced clock.
         return False
     return done.returncode == 0 and done.stdout.strip() == "yes"
-
-
-def now_rfc3339(now: float | None = None) -> str:
-    """UTC with millisecond precision and a 'Z' suffix, e.g. 2026-11-24T02:41:21.123Z; of unix time `now`
-    if given, else of the current time."""
-    t = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")

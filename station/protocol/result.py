@@ -1,7 +1,6 @@
 # The result record (payload of the signed result message): build it and check it against its schema.
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -30,14 +29,9 @@ class RecordError(StationError):
         super().__init__(f"result record: {field}: {problem}")
 
 
-def message_hash(msg_bytes: bytes) -> str:
-    """Hex SHA-256 of a message exactly as published; the next record carries it as 'prev'."""
-    return hashlib.sha256(msg_bytes).hexdigest()
-
-
 @cache
 def _schema_text() -> str:
-    return resources.files("station").joinpath("schema/result.schema.json").read_text(encoding="utf-8")
+    return resources.files("station.protocol").joinpath("schema/result.schema.json").read_text(encoding="utf-8")
 
 
 def load_schema() -> dict:

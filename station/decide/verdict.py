@@ -1,18 +1,34 @@
 # Turn line readings and quality codes into ratios and a verdict for competitive or sandwich strips.
 from __future__ import annotations
 
+import numpy as np
+
+from station.assay.pipeline import score_image
 from station.assay.quality import LOW_SIGNAL, NO_CONTROL_LINE, REASONS, RETAKE_CODES
-from station.assay.result import LineReading, StripScore
-from station.assay.striptype import StripType
+from station.assay.scores import ImageScore, LineReading, StripScore
+from station.striptypes import StripType
 
 
 def control_present(c: LineReading, st: StripType) -> bool:
     return c.found and c.peak >= st.c_min_peak and c.snr >= st.c_min_snr
 
 
-def interpret(strip: StripScore, readings: list[LineReading], st: StripType) -> None:
-    """Fill ratio, control_line, verdicts and quality in place."""
-    strip.lines = readings
+def read_photo(bgr: np.ndarray, strip_type: StripType, *, want_debug: bool = False) -> ImageScore:
+    """Measure a photograph and decide each cassette: what the station, `station score` and the lab all use."""
+    return decide_image(score_image(bgr, strip_type, want_debug=want_debug), strip_type)
+
+
+def decide_image(score: ImageScore, st: StripType) -> ImageScore:
+    """Give a verdict to every cassette whose lines were measured; gated ones keep their retake and reason."""
+    for strip in score.strips:
+        if strip.lines:
+            interpret(strip, st)
+    return score
+
+
+def interpret(strip: StripScore, st: StripType) -> None:
+    """Fill ratio, control_line, verdicts and quality in place from the strip's measured lines."""
+    readings = strip.lines
     gated = [q for q in strip.quality if q in RETAKE_CODES]
     c = next(r for r in readings if r.name == "C")
     strip.control_line = control_present(c, st)

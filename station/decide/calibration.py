@@ -9,9 +9,9 @@ from pathlib import Path
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
-from station.clock import now_rfc3339
 from station.errors import StationError
-from station.storage import atomic_write
+from station.host.files import atomic_write
+from station.protocol.wire import now_rfc3339
 
 CALIB_FILE = "calibration.json"
 

@@ -1,7 +1,6 @@
 # Ed25519 keys, flattened JWS (RFC 7515 §7.2.2, alg "Ed25519" per RFC 9864) and JWK (RFC 8037).
 from __future__ import annotations
 
-import base64
 import json
 import os
 from pathlib import Path
@@ -11,26 +10,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from station.errors import KeyFileError, SignatureError
+from station.protocol.wire import b64url, b64url_decode, canonical_json
 
 ALG = "Ed25519"
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    if not isinstance(text, str) or any(c in text for c in "=+/ \n"):
-        raise SignatureError("not base64url text")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError) as exc:
-        raise SignatureError(f"bad base64url: {exc}") from None
-
-
-def canonical_json(obj: object) -> bytes:
-    """One byte form for a JSON value, so hashes and signatures are reproducible."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def create_private_key(path: str | Path) -> Ed25519PrivateKey:

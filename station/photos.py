@@ -1,23 +1,17 @@
-# Durable files on the SD card: atomic writes, result photographs, disk-usage policy, photo pruning.
+# Result photographs: content-addressed files, disk levels, and pruning of town-acknowledged ones.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from station.errors import StationError
+from station.host.files import StorageError, atomic_write, fsync_dir
 
 if TYPE_CHECKING:
     from station.journal import Journal
-
-
-class StorageError(StationError):
-    """A file could not be written durably or a storage policy was given a bad value."""
 
 
 class DiskUsage(NamedTuple):
@@ -29,39 +23,6 @@ class DiskUsage(NamedTuple):
 
 
 UsageFn = Callable[[str | Path], DiskUsage]
-
-
-def fsync_dir(directory: str | Path) -> None:
-    """A rename or a new file is only durable once its directory entry is on disk."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, data: bytes, mode: int = 0o644) -> None:
-    """Readers see either the old file or the whole new one, even across a power cut."""
-    path = Path(path)
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        tmp = None
-        fsync_dir(path.parent)
-    except OSError as exc:
-        raise StorageError(f"{path}: cannot write durably: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def save_image(images_dir: str | Path, jpeg_bytes: bytes, suffix: str = ".jpg") -> tuple[Path, str]:

@@ -1,0 +1,1 @@
+# Measured lines -> verdict: control validity, T/C ratios, cutoffs, and the calibrations that set them.

@@ -1,0 +1,59 @@
+# Typed events that edge threads post to the loop, and the states the station loop moves through.
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+Reply = Callable[[dict], None]
+
+
+class StationState(StrEnum):
+    """What the loop is doing; the string is what `station status` and the town's status topic show."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    WORKING = "working"
+
+
+@dataclass(frozen=True)
+class Press:
+    """The button, or `station press` through the control socket: lay a sample and read it."""
+
+    origin: str  # "button" or "socket"
+    sample: str | None = None
+    strip_type: str | None = None
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A worker finished photographing and reading the tray (or failed to, with `error`)."""
+
+    job: Any  # workflow.job.Job
+    frame: Any = None  # drivers.camera.Frame
+    score: Any = None  # assay.scores.ImageScore, decided
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class PublisherNote:
+    """Something the publisher thread wants the loop to know (connected, acked, quarantined …)."""
+
+    event: Any
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    """A control-socket thread asks for the status; the loop answers through `reply`."""
+
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class Stop:
+    """SIGTERM/SIGINT: stop between events, never inside one."""
+
+
+Event = Press | Scored | PublisherNote | StatusRequest | Stop

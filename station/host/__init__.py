@@ -1,0 +1,1 @@
+# The Pi underneath: clock and boot counter, durable files, systemd notifications.

@@ -1,0 +1,1 @@
+# The station<->town wire contract: what a town server in any language implements; imports nothing of the firmware.

@@ -1,0 +1,117 @@
+# Data first: the photograph, then each decided strip as a signed, chained v1 record; and the sample-id rules.
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from station import photos
+from station.errors import StationError
+from station.host import clock
+from station.journal import Journal
+from station.protocol import signing
+from station.protocol.result import RESULT_TYP, build_result_payload
+from station.protocol.wire import now_rfc3339
+
+log = logging.getLogger("station.app")
+
+MAX_SAMPLE_ID = 120  # the record allows 128; room for a "/slot" suffix
+
+
+def bad_sample_id(value: object) -> str | None:
+    """Why a sample id (from the operator or a QR code) cannot go into a record, or None if it can."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        return "sample id must be non-empty text"
+    if len(value) > MAX_SAMPLE_ID:
+        return f"sample id is {len(value)} characters; at most {MAX_SAMPLE_ID}"
+    if not value.isprintable():
+        return "sample id must be printable text (no control characters)"
+    return None
+
+
+def reading_of(strip) -> dict[str, Any]:
+    """The record's `reading`: headline numbers plus every line of multi-line cards, keyed by name."""
+    j = strip.to_json()
+    reading = {k: j.get(k) for k in ("tc_ratio", "c_area", "t_area", "c_peak", "t_peak")}
+    reading["snr"] = j.get("c_snr")
+    reading["lines"] = {ln["name"]: {"peak": ln["peak"], "area": ln["area"], "snr": ln["snr"],
+                                     "found": ln["found"], "tc_ratio": j["tc_ratios"].get(ln["name"]),
+                                     "verdict": j["line_verdicts"].get(ln["name"])} for ln in j["lines"]}
+    return reading
+
+
+def message_factory(*, cfg, key, boot: dict, read_at: str, clock_synced: bool, sample: dict, strip,
+                    strip_type, image_sha256: str | None, calibration_id: str | None = None
+                    ) -> Callable[[int, str], bytes]:
+    """The journal calls this inside its transaction, once seq and prev are fixed."""
+
+    def make(seq: int, prev: str) -> bytes:
+        payload = build_result_payload(
+            seq=seq, prev=prev, station_path=cfg.station.path, station_id=cfg.station.id, boot=boot,
+            read_at=read_at, clock_synced=clock_synced, sample=sample,
+            strip={"type": strip_type.name, "analyte": strip_type.analyte, "lot": None, "slot": strip.slot},
+            reading=reading_of(strip), verdict=strip.verdict, quality=list(strip.quality),
+            calibration={"id": calibration_id, "cutoff": strip_type.cutoff},
+            image_sha256=image_sha256, source="camera",
+        )
+        return signing.sign_jws(payload, key, cfg.station.kid, RESULT_TYP)
+
+    return make
+
+
+def summary(entry, strip) -> dict:
+    """What `station press` shows for one recorded strip."""
+    return {
+        "seq": entry.seq, "id": entry.id, "slot": strip.slot, "verdict": strip.verdict,
+        "tc_ratio": None if strip.tc_ratio is None else round(float(strip.tc_ratio), 4),
+        "quality": list(strip.quality), "sample": entry.sample_id,
+    }
+
+
+class Recorder:
+    """Commits a photograph's decided strips; the loop calls it before it shows, prints or sends anything."""
+
+    def __init__(self, cfg, key, boot: int, journal: Journal, images: Path, calibration_ids: dict[str, str],
+                 notify: Callable[[], None]):
+        self.cfg, self.key, self.boot, self.journal = cfg, key, boot, journal
+        self.images, self.calibration_ids, self.notify = images, calibration_ids, notify
+
+    def record(self, job, frame, strips: list, strip_type) -> tuple[list[dict], str | None]:
+        """Data first: the photograph and every result are durable before anyone is shown or sent them.
+
+        Returns what was recorded and, if a write failed part-way, why the rest was not: the reply says so
+        rather than the loop dying with results half-shown.
+        """
+        out: list[dict] = []
+        try:
+            image_path, image_sha = photos.save_image(self.images, frame.jpeg)
+        except StationError as exc:
+            log.error("sample %d: photograph not saved, nothing recorded: %s", job.id, exc)
+            return out, f"photograph not saved ({exc}); nothing recorded"
+        read_at, synced = now_rfc3339(), clock.clock_synced()
+        boot = {"counter": self.boot, "monotonic_s": round(time.monotonic(), 3)}
+        for strip in strips:
+            qr = getattr(strip, "qr", None)
+            sample_id = job.sample_id or (qr if qr and not bad_sample_id(qr) else None) or f"b{self.boot}-j{job.id}"
+            if len(strips) > 1 and job.sample_id:
+                sample_id = f"{job.sample_id}/{strip.slot}"
+            make = message_factory(
+                cfg=self.cfg, key=self.key, boot=boot, read_at=read_at, clock_synced=synced,
+                sample={"id": sample_id, "producer": None}, strip=strip, strip_type=strip_type,
+                image_sha256=image_sha, calibration_id=self.calibration_ids.get(strip_type.name),
+            )
+            try:
+                entry = self.journal.append(make, verdict=strip.verdict, sample_id=sample_id,
+                                            image_path=str(image_path))
+            except StationError as exc:
+                log.error("sample %d slot %d: NOT recorded: %s", job.id, strip.slot, exc)
+                return out, f"slot {strip.slot} and after NOT recorded: {exc}"
+            log.info("result %s: sample %s slot %d %s T/C=%s", entry.id, sample_id, strip.slot, strip.verdict,
+                     strip.tc_ratio)
+            out.append(summary(entry, strip))
+            self.notify()
+        return out, None

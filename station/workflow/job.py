@@ -1,0 +1,134 @@
+# One sample: from a press through incubation, photographs and retakes to recorded results and replies.
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from station.events import Press, Reply, Scored, StationState
+from station.workflow import rules
+
+log = logging.getLogger("station.app")
+
+SHOW_RESULT_S = 600.0  # how long a verdict stays lit before the panel returns to idle
+
+_job_ids = itertools.count(1)
+
+
+@dataclass
+class Job:
+    """A press being served. Lives in the loop only; workers get the fields they need."""
+
+    origin: str  # "button" or "socket"
+    sample_id: str | None = None
+    strip_type_name: str | None = None
+    replies: list[Reply] = field(default_factory=list)
+    attempt: int = 0
+    id: int = field(default_factory=lambda: next(_job_ids))
+
+
+class Workflow:
+    """The sample being served and what the panel shows; driven only by the loop's events and ticks.
+
+    `acquire(job)` starts a worker that posts Scored back; `record(job, frame, strips)` commits results;
+    `refusal()` says why no sample may be taken now (a full disk), or None.
+    """
+
+    def __init__(self, *, strip_types: dict, default_type: str, retakes: int, wait_incubation: bool,
+                 camera, panel, acquire: Callable[[Job], None], record: Callable, refusal: Callable[[], str | None],
+                 on_done: Callable[[], None]):
+        from station.workflow.tray import Tray
+
+        self.strip_types, self.default_type = strip_types, default_type
+        self.retakes, self.wait_incubation = retakes, wait_incubation
+        self.camera, self.panel = camera, panel
+        self._acquire, self._record, self._refusal, self._on_done = acquire, record, refusal, on_done
+        self.tray = Tray()
+        self.job: Job | None = None
+        self.state = StationState.STARTING
+        self._shown_at: float | None = None  # when the panel began showing the last verdict
+
+    def strip_type(self, name: str | None):
+        return self.strip_types[name or self.default_type]
+
+    def incubation_s(self, strip_type_name: str | None) -> float:
+        """The one place that decides how long a press waits; the control socket's reply timeout uses it too."""
+        if not self.wait_incubation:
+            return 0.0
+        return float(self.strip_type(strip_type_name).incubation_s)
+
+    def ready(self) -> None:
+        self.state = StationState.IDLE
+        self.show_ready()
+
+    def show_ready(self) -> None:
+        self.panel.show("refused" if self._refusal() else "idle")
+
+    def press(self, ev: Press) -> None:
+        if self.job is not None:
+            log.info("press from %s ignored: sample %d is being read", ev.origin, self.job.id)
+            if ev.reply:
+                ev.reply({"ok": False, "error": "busy: a sample is being read; press again when it is shown"})
+            return
+        refusal = self._refusal()
+        if refusal:
+            log.error(refusal)
+            self.panel.show("refused")
+            if ev.reply:
+                ev.reply({"ok": False, "error": refusal})
+            return
+        job = Job(origin=ev.origin, sample_id=ev.sample, strip_type_name=ev.strip_type)
+        if ev.reply:
+            job.replies.append(ev.reply)
+        self.job = job
+        self.camera.new_sample()
+        self.state = StationState.WORKING
+        self.panel.show("working")
+        wait_s = self.incubation_s(job.strip_type_name)
+        if wait_s > 0:
+            log.info("sample %d: incubating %d s", job.id, wait_s)
+            # A deadline the loop checks, not a timer thread: a stop during incubation is not held up.
+            self.tray.lay(job, time.monotonic() + wait_s)
+        else:
+            self._acquire(job)
+
+    def tick(self, now: float) -> None:
+        for job in self.tray.due(now):
+            self._acquire(job)
+        if self._shown_at is not None and now - self._shown_at >= SHOW_RESULT_S and self.job is None:
+            # A verdict left lit for hours would be read as the verdict of whatever lies on the tray now.
+            self._shown_at = None
+            self.show_ready()
+
+    def scored(self, ev: Scored) -> None:
+        job, frame, score = ev.job, ev.frame, ev.score
+        if ev.error is not None:
+            log.error("sample %d: %s", job.id, ev.error)
+            self._finish(job, "refused", {"ok": False, "error": str(ev.error)})
+            return
+        if rules.needs_retake(score, job.attempt, self.retakes):
+            job.attempt += 1
+            log.info("sample %d: photographing again (%s)", job.id, rules.problems(score))
+            self._acquire(job)
+            return
+        strips = rules.recordable(score)
+        recorded, failure = self._record(job, frame, strips) if strips else ([], None)
+        problems = "; ".join(p for p in (rules.problems(score), failure) if p)
+        state = rules.indication([s.verdict for s in strips], bool(problems))
+        reply = {"ok": bool(recorded), "results": recorded, "photo": frame.source}
+        if problems:
+            reply["retake"] = problems
+        if not recorded:
+            reply["error"] = f"nothing recorded: {problems or 'no cassette could be read'}"
+        self._finish(job, state, reply)
+
+    def _finish(self, job: Job, state: str, reply: dict) -> None:
+        self.job = None
+        self.panel.show(state)
+        self._shown_at = time.monotonic()
+        self.state = StationState.IDLE
+        for send in job.replies:
+            send(reply)
+        self._on_done()
