@@ -12,10 +12,11 @@ from station import photos
 from station.acquire import acquire
 from station.config import StationConfig
 from station.decide.calibration import calibrated_catalog
+from station.errors import JournalDamagedError
 from station.events import Event, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
 from station.host import clock, sdnotify
-from station.journal import Journal, JournalDamagedError
+from station.journal import Journal
 from station.protocol import signing
 from station.record import Recorder, bad_sample_id
 from station.workflow.job import Workflow

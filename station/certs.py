@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from station.errors import StationError
+from station.errors import CertError
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -27,8 +27,6 @@ _CN_FORBIDDEN = re.compile(r"[/+#\x00-\x1f\x7f]")
 _CN_MAX = 64  # X.509 ub-common-name
 
 
-class CertError(StationError):
-    """The certificate authority or a certificate request is unusable; the message names the file or value."""
 
 
 @dataclass(frozen=True)

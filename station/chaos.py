@@ -29,11 +29,11 @@ from pathlib import Path
 
 from station import attacks, demo
 from station.config import load_config
-from station.control import ControlError, request
-from station.errors import StationError
+from station.control import request
+from station.errors import BrokerError, ControlError, DaemonRefused, StationError
 from station.home import Home, init_home, signing_key_path
 from station.journal import Journal, verify_chain
-from station.localbroker import BrokerError, LocalBroker
+from station.localbroker import LocalBroker
 from station.protocol import signing
 from station.town import load_or_create_town_key, town_public_jwk
 
@@ -52,8 +52,6 @@ def say(msg: str) -> None:
 
 # ---- the rig: real subprocesses around one station home --------------------------------------------------
 
-class DaemonRefused(StationError):
-    """`station run` exited instead of serving (a damaged journal, a bad config …); carries its last line."""
 
 
 def copy_samples(dest: Path, names: tuple[str, ...] = CHAOS_PHOTOS) -> Path:

@@ -8,13 +8,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from station.errors import StationError
+from station.errors import ControlError
 
 MAX_REQUEST = 64 * 1024
 
 
-class ControlError(StationError):
-    pass
 
 
 def request(sock_path: Path, req: dict, timeout: float = 120.0) -> dict:

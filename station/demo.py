@@ -73,7 +73,8 @@ def sample_photos(dest: Path) -> int:
 
 
 def start_broker(work: Path):
-    from station.localbroker import BrokerError, LocalBroker
+    from station.errors import BrokerError
+    from station.localbroker import LocalBroker
 
     try:
         return LocalBroker(work / "broker").start()

@@ -1,4 +1,5 @@
-# Typed exceptions: each names the file, key, device or value at fault so the CLI can print one clear line.
+# Every station error, one class each: a one-line docstring, and the builtin it stands for as a second base,
+# so callers can catch the builtin and the CLI can print one line naming the file, key, device or value.
 from __future__ import annotations
 
 
@@ -6,28 +7,102 @@ class StationError(Exception):
     """Base of every error the station reports to a user as one line."""
 
 
-class ConfigError(StationError):
+# ---- configuration, keys, files ----------------------------------------------------------------------------
+class ConfigError(StationError, ValueError):
+    """A config file, table or key is missing, unknown or out of bounds; the message has file:line."""
+
     def __init__(self, path: str, key: str, problem: str, line: int | None = None):
         self.path, self.key, self.problem, self.line = path, key, problem, line
         where = f"{path}:{line}" if line else path
         super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
 
 
-class KeyFileError(StationError):
+class KeyFileError(StationError, OSError):
     """A signing or trust key is missing, unreadable, or not an Ed25519 key."""
 
 
-class SignatureError(StationError):
+class StorageError(StationError, OSError):
+    """A file could not be written durably or a storage policy was given a bad value."""
+
+
+class ClockStateError(StationError, ValueError):
+    """The persisted boot counter is unreadable or the clock override has a bad value."""
+
+
+class CalibrationError(StationError, ValueError):
+    """The calibration store is unreadable or a calibration value is out of bounds."""
+
+
+# ---- the wire contract ---------------------------------------------------------------------------------------
+class SignatureError(StationError, ValueError):
     """A JWS message is malformed or its signature does not verify."""
 
 
-class JournalError(StationError):
+class RecordError(StationError, ValueError):
+    """A result record is malformed; the message names the field (JSON path) and the value."""
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(f"result record: {field}: {problem}")
+
+
+class Refused(StationError, ValueError):
+    """A town message (ack or command) was refused; str() is the one-line reason."""
+
+    def __init__(self, kind: str, reason: str):
+        self.kind, self.reason = kind, reason
+        super().__init__(f"{kind} refused: {reason}")
+
+
+class BrokerURLError(StationError, ValueError):
+    """The broker URL is not mqtt://host:port or mqtts://host:port."""
+
+
+class TLSFileError(StationError, OSError):
+    """A CA / client certificate / client key file named in the broker settings is missing or unusable."""
+
+
+# ---- the station at work ---------------------------------------------------------------------------------------
+class JournalError(StationError, OSError):
     """The results journal cannot be opened, is damaged, or refused a write."""
+
+
+class JournalDamagedError(JournalError):
+    """The file is corrupt or its hash chain is broken: move it aside with Journal.quarantine_damaged.
+
+    Kept apart from other JournalErrors (locked, unreadable, disk full) so that nobody moves a healthy
+    journal aside because of a transient or permission problem.
+    """
+
+
+class ImageError(StationError, ValueError):
+    """An image file cannot be read or decoded."""
+
+
+class ControlError(StationError, ConnectionError):
+    """The control socket has no daemon behind it, refused us, or did not answer in time."""
 
 
 class DeviceError(StationError):
     """A hardware device (camera, serial reader, GPIO) failed; the message names the device."""
 
 
-class ImageError(StationError):
-    """An image file cannot be read or decoded."""
+# ---- the town and the lab wings -----------------------------------------------------------------------------
+class TownStoreError(StationError, RuntimeError):
+    """The town database cannot be opened or the trust directory is unusable."""
+
+
+class CertError(StationError, ValueError):
+    """The certificate authority or a certificate request is unusable; the message names the file or value."""
+
+
+class BrokerError(StationError, RuntimeError):
+    """The local Mosquitto could not be configured, started or stopped; the message has its log tail."""
+
+
+class BrokerNotInstalled(BrokerError, FileNotFoundError):
+    """No mosquitto executable: callers such as the demo fall back to running offline."""
+
+
+class DaemonRefused(StationError, RuntimeError):
+    """`station run` exited instead of serving (a damaged journal, a bad config …); carries its last line."""

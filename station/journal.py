@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from station.errors import JournalError, SignatureError
+from station.errors import JournalDamagedError, JournalError, SignatureError
 from station.host.files import fsync_dir
 from station.protocol.result import GENESIS_PREV, RESULT_VERDICTS
 from station.protocol.signing import unverified_payload
@@ -65,12 +65,6 @@ _COLUMNS = (
 )
 
 
-class JournalDamagedError(JournalError):
-    """The file is corrupt or its hash chain is broken: move it aside with Journal.quarantine_damaged.
-
-    Kept apart from other JournalErrors (locked, unreadable, disk full) so that nobody moves a healthy
-    journal aside because of a transient or permission problem.
-    """
 
 
 _DAMAGE_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB

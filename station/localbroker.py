@@ -14,7 +14,7 @@ from pathlib import Path
 
 from station import certs
 from station.certs import ClientCert
-from station.errors import StationError
+from station.errors import BrokerError, BrokerNotInstalled
 
 _REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CONF = _REPO / "systemd" / "mosquitto" / "town-broker.conf"
@@ -41,12 +41,8 @@ def _terminate_leftovers() -> None:
             proc.wait(5)
 
 
-class BrokerError(StationError):
-    """The local Mosquitto could not be configured, started or stopped; the message has its log tail."""
 
 
-class BrokerNotInstalled(BrokerError):
-    """No mosquitto executable: callers such as the demo fall back to running offline."""
 
 
 def find_mosquitto() -> str:

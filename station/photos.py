@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from station.host.files import StorageError, atomic_write, fsync_dir
+from station.errors import StorageError
+from station.host.files import atomic_write, fsync_dir
 
 if TYPE_CHECKING:
     from station.journal import Journal

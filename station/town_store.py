@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from station.errors import KeyFileError, SignatureError, StationError
+from station.errors import KeyFileError, SignatureError, TownStoreError
 from station.protocol import topics
 from station.protocol.messages import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, sha256_hex
 from station.protocol.result import GENESIS_PREV, RESULT_TYP
@@ -44,8 +44,6 @@ CREATE TABLE IF NOT EXISTS stations (
 """
 
 
-class TownStoreError(StationError):
-    """The town database cannot be opened or the trust directory is unusable."""
 
 
 @dataclass

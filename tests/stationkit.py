@@ -7,7 +7,6 @@ from pathlib import Path
 
 from station.chaos import (
     DaemonProcess,
-    DaemonRefused,
     JournalReport,
     StationRig,
     TownProcess,
@@ -17,6 +16,7 @@ from station.chaos import (
 )
 from station.control import request
 from station.demo import wait_for
+from station.errors import DaemonRefused
 
 __all__ = ["DaemonProcess", "DaemonRefused", "JournalReport", "StationRig", "TownProcess", "check_journal",
            "check_journal_copy", "town_show", "eventually", "press", "send_press", "read_reply", "shown_of"]

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from station.host.clock import BOOT_COUNTER_FILE, SYNC_OVERRIDE_ENV, ClockStateError, boot_counter, clock_synced
+from station.errors import ClockStateError
+from station.host.clock import BOOT_COUNTER_FILE, SYNC_OVERRIDE_ENV, boot_counter, clock_synced
 from station.protocol.wire import now_rfc3339
 
 

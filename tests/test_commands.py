@@ -6,7 +6,8 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station.protocol.messages import CMD_TYP, Refused, build_ack, build_resend, verify_ack, verify_command
+from station.errors import Refused
+from station.protocol.messages import CMD_TYP, build_ack, build_resend, verify_ack, verify_command
 from station.protocol.signing import sign_jws
 
 TOWN = Ed25519PrivateKey.generate()

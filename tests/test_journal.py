@@ -10,8 +10,8 @@ import threading
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station.errors import JournalError
-from station.journal import TAIL_CHECK, Journal, JournalDamagedError, verify_chain
+from station.errors import JournalDamagedError, JournalError
+from station.journal import TAIL_CHECK, Journal, verify_chain
 from station.protocol.result import GENESIS_PREV, RESULT_TYP, build_result_payload
 from station.protocol.signing import sign_jws
 from station.protocol.wire import message_hash

@@ -9,14 +9,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from brokers import connect
 
-from station.localbroker import (
-    MESSAGE_SIZE_LIMIT,
-    SHIPPED_CONF,
-    BrokerError,
-    BrokerNotInstalled,
-    LocalBroker,
-    render_shipped,
-)
+from station.errors import BrokerError, BrokerNotInstalled
+from station.localbroker import MESSAGE_SIZE_LIMIT, SHIPPED_CONF, LocalBroker, render_shipped
 
 
 def _refused(port: int) -> bool:

@@ -7,8 +7,9 @@ import time
 import pytest
 
 from station.config import BrokerConfig
+from station.errors import BrokerURLError, TLSFileError
 from station.journal import Journal
-from station.protocol.mqtt import BrokerURLError, TLSFileError, parse_broker_url, tls_context
+from station.protocol.mqtt import parse_broker_url, tls_context
 from station.publisher import Publisher
 from station.town import TownBroker, TownListener
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from station.errors import RecordError
 from station.protocol import result as records
-from station.protocol.result import GENESIS_PREV, RecordError, build_result_payload, validate_payload
+from station.protocol.result import GENESIS_PREV, build_result_payload, validate_payload
 from station.protocol.signing import sign_jws, verify_jws
 from station.protocol.wire import message_hash
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station.host.files import StorageError, atomic_write
+from station.errors import StorageError
+from station.host.files import atomic_write
 from station.journal import Journal
 from station.photos import DiskUsage, disk_state, prune_images, save_image
 from station.protocol.result import RESULT_TYP, build_result_payload

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from station.cli.common import add_home, home_of
-from station.errors import StationError
-from station.journal import Journal, JournalDamagedError, verify_chain
+from station.errors import JournalDamagedError, StationError
+from station.journal import Journal, verify_chain
 
 
 def add_parser(sub) -> None:

@@ -105,7 +105,8 @@ def _verify_now(trust, message: bytes) -> bool:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from station.town_store import TownStore, TownStoreError, TrustStore
+    from station.errors import TownStoreError
+    from station.town_store import TownStore, TrustStore
 
     if not Path(args.db).is_file():
         raise TownStoreError(f"{args.db}: town database not found")

@@ -9,15 +9,13 @@ from pathlib import Path
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
-from station.errors import StationError
+from station.errors import CalibrationError
 from station.host.files import atomic_write
 from station.protocol.wire import now_rfc3339
 
 CALIB_FILE = "calibration.json"
 
 
-class CalibrationError(StationError):
-    pass
 
 
 class AtomicJSONStorage(Storage):

@@ -5,15 +5,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from station.errors import StationError
+from station.errors import ClockStateError
 from station.host.files import atomic_write
 
 BOOT_COUNTER_FILE = "boot_counter"
 SYNC_OVERRIDE_ENV = "STATION_CLOCK_SYNCED"
 
 
-class ClockStateError(StationError):
-    """The persisted boot counter is unreadable or the clock override has a bad value."""
 
 
 def boot_counter(home_state_dir: str | Path) -> int:

@@ -5,11 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from station.errors import StationError
-
-
-class StorageError(StationError):
-    """A file could not be written durably or a storage policy was given a bad value."""
+from station.errors import StorageError
 
 
 def fsync_dir(directory: str | Path) -> None:

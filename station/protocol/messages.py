@@ -9,7 +9,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from station.errors import SignatureError, StationError
+from station.errors import Refused, SignatureError
 from station.protocol.signing import jws_header, sign_jws, verify_jws
 from station.protocol.wire import message_hash, now_rfc3339
 
@@ -25,12 +25,6 @@ MAX_RESEND_RANGE = 100_000
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class Refused(StationError):
-    """A town message (ack or command) was refused; str() is the one-line reason."""
-
-    def __init__(self, kind: str, reason: str):
-        self.kind, self.reason = kind, reason
-        super().__init__(f"{kind} refused: {reason}")
 
 
 # The hash that chains results is also the one acks and checkpoints name: one function for all of them.

@@ -10,17 +10,13 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from station.errors import StationError
+from station.errors import BrokerURLError, TLSFileError
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
-class BrokerURLError(StationError):
-    """The broker URL is not mqtt://host:port or mqtts://host:port."""
 
 
-class TLSFileError(StationError):
-    """A CA / client certificate / client key file named in the broker settings is missing or unusable."""
 
 
 class BrokerSettings(Protocol):

@@ -10,7 +10,7 @@ from importlib import resources
 from typing import Any
 
 from station import __version__
-from station.errors import StationError
+from station.errors import RecordError
 
 RECORD_VERSION = 1
 GENESIS_PREV = "0" * 64
@@ -21,12 +21,6 @@ RESULT_VERDICTS = ("negative", "positive", "invalid")
 SOURCES = ("camera", "serial")
 
 
-class RecordError(StationError):
-    """A result record is malformed; the message names the field (JSON path) and the value."""
-
-    def __init__(self, field: str, problem: str):
-        self.field, self.problem = field, problem
-        super().__init__(f"result record: {field}: {problem}")
 
 
 @cache

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from station.errors import StationError
-from station.protocol.messages import Ack, Refused, ack_time_unix, verify_ack, verify_command
+from station.errors import Refused, StationError
+from station.protocol.messages import Ack, ack_time_unix, verify_ack, verify_command
 from station.publisher.checkpoints import Checkpoints
 from station.publisher.session import Emit, Session
 
