@@ -8,123 +8,30 @@ sent PUBACK (not proof of storage); 'acked' means the town's signed ack covered 
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from station.errors import JournalDamagedError, JournalError, SignatureError
+from station.errors import JournalDamagedError, JournalError
 from station.host.files import fsync_dir
+from station.journal.chain import TAIL_CHECK, check_message, tail_problems
+from station.journal.damage import damage_or_error, set_aside
+from station.journal.schema import (
+    APPLICATION_ID,
+    COLUMNS,
+    SCHEMA_VERSION,
+    Checkpoint,
+    Entry,
+    JournalStats,
+    checkpoint_from_row,
+    create_tables,
+    entry_from_row,
+)
 from station.protocol.result import GENESIS_PREV, RESULT_VERDICTS
-from station.protocol.signing import unverified_payload
 from station.protocol.wire import message_hash
 
-APPLICATION_ID = 0x4E474A31  # "NGJ1": tells a journal apart from any other SQLite file
-SCHEMA_VERSION = 1
-TAIL_CHECK = 32  # entries whose chain is re-verified at every open; verify_chain() scans everything
 MAX_NONCE_LEN = 128
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    message BLOB NOT NULL,
-    msg_hash TEXT NOT NULL,
-    prev TEXT NOT NULL,
-    verdict TEXT NOT NULL CHECK (verdict IN ('negative', 'positive', 'invalid')),
-    sample_id TEXT,
-    image_path TEXT,
-    created_monotonic REAL NOT NULL,
-    priority INTEGER NOT NULL DEFAULT 0,
-    published INTEGER NOT NULL DEFAULT 0,
-    acked INTEGER NOT NULL DEFAULT 0,
-    quarantined TEXT
-);
--- Partial indexes stay as small as the outbox; the extra columns let stats() count without row reads.
-CREATE INDEX IF NOT EXISTS results_unacked ON results (seq, published, acked) WHERE acked = 0;
-CREATE INDEX IF NOT EXISTS results_unacked_priority ON results (seq, verdict, acked, priority)
-    WHERE acked = 0 AND priority = 1;
-CREATE INDEX IF NOT EXISTS results_quarantined ON results (seq) WHERE quarantined IS NOT NULL;
-CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    seq INTEGER PRIMARY KEY,
-    head TEXT NOT NULL,
-    station_jws BLOB NOT NULL,
-    town_jws BLOB
-);
-CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires_unix REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_unix);
-"""
-
-_COLUMNS = (
-    "seq, id, message, msg_hash, prev, verdict, sample_id, image_path, published, acked, quarantined,"
-    " created_monotonic, priority"
-)
-
-
-
-
-_DAMAGE_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
-
-
-def _damage_or_error(path: Path, exc: sqlite3.Error, doing: str) -> JournalError:
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    if code in _DAMAGE_CODES:
-        return JournalDamagedError(f"{path}: damaged journal ({doing}): {exc}")
-    return JournalError(f"{path}: {doing}: {exc}")
-
-
-@dataclass(frozen=True)
-class Entry:
-    seq: int
-    id: str
-    message: bytes
-    msg_hash: str
-    prev: str
-    verdict: str
-    sample_id: str | None
-    image_path: str | None
-    published: bool
-    acked: bool
-    quarantined: str | None
-    created_monotonic: float = 0.0
-    priority: bool = False
-
-
-@dataclass(frozen=True)
-class JournalStats:
-    last_seq: int
-    acked_seq: int
-    unacked: int
-    unpublished: int  # unacknowledged and not yet PUBACKed since the last reset
-    quarantined: int
-    positives_unacked: int
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    seq: int
-    head: str
-    station_jws: bytes
-    town_jws: bytes | None
-
-
-def _entry(row: tuple) -> Entry:
-    seq, rid, msg, h, prev, verdict, sample, image, pub, ack, quar, mono, prio = row
-    return Entry(
-        seq, rid, bytes(msg), h, prev, verdict, sample, image, bool(pub), bool(ack), quar, mono, bool(prio)
-    )
-
-
-def _embedded_fields(message: bytes) -> dict:
-    """The record inside a flattened JWS, unverified: the journal checks it agrees with its row."""
-    try:
-        return unverified_payload(message)
-    except SignatureError as exc:
-        raise ValueError(str(exc)) from None
 
 
 class Journal:
@@ -160,22 +67,19 @@ class Journal:
                 raise JournalError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
             self._db.execute("PRAGMA synchronous=FULL")
             if not existed:
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA application_id={APPLICATION_ID};"
-                    f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-                )
+                create_tables(self._db)
                 fsync_dir(self.path.parent)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 raise JournalError(f"{self.path}: journal schema version {version}, this firmware reads "
                                    f"{SCHEMA_VERSION}")
         except sqlite3.Error as exc:
-            raise _damage_or_error(self.path, exc, "cannot open journal") from None
+            raise damage_or_error(self.path, exc, "cannot open journal") from None
         if check:
             try:
                 problems = self._check_tail()
             except sqlite3.Error as exc:
-                raise _damage_or_error(self.path, exc, "reading the chain tail") from None
+                raise damage_or_error(self.path, exc, "reading the chain tail") from None
             if problems:
                 raise JournalDamagedError(f"{self.path}: hash chain broken: {'; '.join(problems[:5])}")
 
@@ -190,31 +94,8 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @staticmethod
-    def quarantine_damaged(path: str | Path) -> Path:
-        """Move a damaged journal and its -wal/-shm aside (never delete: it is evidence).
-
-        The suffixes stay after the new name so SQLite still finds the WAL when someone opens the
-        damaged copy to recover rows from it.
-        """
-        path = Path(path)
-        if not path.exists():
-            raise JournalError(f"{path}: no journal file to move aside")
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        dest = path.with_name(f"{path.name}.damaged-{stamp}")
-        n = 1
-        while any(Path(f"{dest}{s}").exists() for s in ("", "-wal", "-shm")):
-            n += 1
-            dest = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
-        try:
-            for suffix in ("-wal", "-shm", ""):  # main file last: a crash midway leaves it in place
-                side = Path(f"{path}{suffix}")
-                if side.exists():
-                    os.rename(side, f"{dest}{suffix}")
-        except OSError as exc:
-            raise JournalError(f"{path}: cannot move damaged journal to {dest}: {exc.strerror}") from None
-        fsync_dir(path.parent)
-        return dest
+    # Set-aside needs no open connection: a damaged file may not even open.
+    quarantine_damaged = staticmethod(set_aside)
 
     # -- writing results --------------------------------------------------------------------------
 
@@ -244,7 +125,7 @@ class Journal:
             row = self._db.execute("SELECT seq, msg_hash FROM results ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS_PREV)
             message = make_message(seq, prev)
-            rid = self._check_message(message, seq, prev, verdict, sample_id)
+            rid = check_message(self.path, message, seq, prev, verdict, sample_id)
             h = message_hash(message)
             mono = time.monotonic()
             self._db.execute(
@@ -255,7 +136,7 @@ class Journal:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise _damage_or_error(self.path, exc, f"append (seq {seq or '?'}) failed; result NOT recorded") from None
+            raise damage_or_error(self.path, exc, f"append (seq {seq or '?'}) failed; result NOT recorded") from None
         except BaseException:
             self._rollback()
             raise
@@ -265,81 +146,47 @@ class Journal:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise _damage_or_error(self.path, exc, doing) from None
+            raise damage_or_error(self.path, exc, doing) from None
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
-    def _check_message(self, message: bytes, seq: int, prev: str, verdict: str, sample_id: str | None) -> str:
-        """A caller bug that signs the wrong seq or prev would break the chain for good: refuse it."""
-        if not isinstance(message, bytes | bytearray):
-            raise JournalError(f"{self.path}: make_message returned {type(message).__name__}, not bytes")
-        try:
-            rec = _embedded_fields(bytes(message))
-        except ValueError as exc:
-            raise JournalError(f"{self.path}: seq {seq}: {exc}") from None
-        sample = rec.get("sample") if isinstance(rec.get("sample"), dict) else {}
-        for field, got, want in (
-            ("seq", rec.get("seq"), seq), ("prev", rec.get("prev"), prev),
-            ("verdict", rec.get("verdict"), verdict), ("sample.id", sample.get("id"), sample_id),
-        ):
-            if got != want:
-                raise JournalError(
-                    f"{self.path}: seq {seq}: message {field} is {got!r}, journal expects {want!r}"
-                )
-        rid = rec.get("id")
-        if not isinstance(rid, str) or not rid.endswith(f":{seq}"):
-            raise JournalError(f"{self.path}: seq {seq}: message id {rid!r} does not end in ':{seq}'")
-        return rid
-
     # -- reading ----------------------------------------------------------------------------------
 
     def get(self, seq: int) -> Entry | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM results WHERE seq = ?", (seq,)).fetchone()
-        return _entry(row) if row else None
+        row = self._db.execute(f"SELECT {COLUMNS} FROM results WHERE seq = ?", (seq,)).fetchone()
+        return entry_from_row(row) if row else None
 
     def last(self) -> Entry | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM results ORDER BY seq DESC LIMIT 1").fetchone()
-        return _entry(row) if row else None
+        row = self._db.execute(f"SELECT {COLUMNS} FROM results ORDER BY seq DESC LIMIT 1").fetchone()
+        return entry_from_row(row) if row else None
 
     def entries(self, limit: int = 50, offset: int = 0, newest_first: bool = True) -> list[Entry]:
         order = "DESC" if newest_first else "ASC"
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM results ORDER BY seq {order} LIMIT ? OFFSET ?", (limit, offset)
-        )
-        return [_entry(r) for r in rows]
+        return self._select(f"ORDER BY seq {order} LIMIT ? OFFSET ?", (limit, offset))
 
     def range(self, first: int, last: int) -> list[Entry]:
         """Entries first..last whatever their delivery state (a town that lost acked data asks again)."""
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM results WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last)
-        )
-        return [_entry(r) for r in rows]
+        return self._select("WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last))
 
     def unacked(self, after_seq: int = 0, limit: int = 100, exclude_quarantined: bool = True) -> list[Entry]:
         """What the town has not acknowledged, in seq order; page with after_seq = last seq seen."""
         quar = "AND quarantined IS NULL" if exclude_quarantined else ""
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM results WHERE acked = 0 {quar} AND seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit),
-        )
-        return [_entry(r) for r in rows]
+        return self._select(f"WHERE acked = 0 {quar} AND seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
 
     def unacked_positives(self, limit: int = 100) -> list[Entry]:
         """Priority (positive) results awaiting ack, oldest first, so none waits behind a backlog."""
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM results WHERE acked = 0 AND priority = 1 AND quarantined IS NULL"
-            " ORDER BY seq LIMIT ?",
-            (limit,),
+        return self._select(
+            "WHERE acked = 0 AND priority = 1 AND quarantined IS NULL ORDER BY seq LIMIT ?", (limit,)
         )
-        return [_entry(r) for r in rows]
 
     def quarantined(self) -> list[Entry]:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM results WHERE quarantined IS NOT NULL ORDER BY seq"
-        )
-        return [_entry(r) for r in rows]
+        return self._select("WHERE quarantined IS NOT NULL ORDER BY seq")
+
+    def _select(self, where: str, params: tuple = ()) -> list[Entry]:
+        """Whole entries from results; where is the WHERE/ORDER BY/LIMIT tail of the query."""
+        return [entry_from_row(r) for r in self._db.execute(f"SELECT {COLUMNS} FROM results {where}", params)]
 
     def unacked_image_paths(self) -> set[str]:
         rows = self._db.execute(
@@ -502,7 +349,7 @@ class Journal:
         ).fetchone()
         if row is None:
             return None
-        return Checkpoint(row[0], row[1], bytes(row[2]), None if row[3] is None else bytes(row[3]))
+        return checkpoint_from_row(row)
 
     # -- command nonces ---------------------------------------------------------------------------
 
@@ -532,65 +379,15 @@ class Journal:
     # -- chain verification -----------------------------------------------------------------------
 
     def _check_tail(self) -> list[str]:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM results ORDER BY seq DESC LIMIT ?", (TAIL_CHECK,)
-        ).fetchall()
-        entries = [_entry(r) for r in reversed(rows)]
-        if not entries:
-            return []
-        first = entries[0]
-        prev = GENESIS_PREV if first.seq == 1 else first.prev
-        problems = _link_problems(entries, first.seq, prev)
-        if len(entries) < TAIL_CHECK and first.seq != 1:
-            problems.append(f"journal starts at seq {first.seq}, not 1")
-        acked = self._acked_seq()
-        if acked > entries[-1].seq:
-            problems.append(f"acked_seq {acked} is beyond the last entry {entries[-1].seq}")
-        return problems
+        newest = self._select("ORDER BY seq DESC LIMIT ?", (TAIL_CHECK,))
+        return tail_problems(newest[::-1], self._acked_seq())
 
     def iter_entries(self, page: int = 1000) -> Iterator[Entry]:
+        """Every entry in seq order, a page at a time, so a full scan never holds the journal in memory."""
         after = 0
-        while True:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM results WHERE seq > ? ORDER BY seq LIMIT ?", (after, page)
-            ).fetchall()
-            if not rows:
-                return
-            for r in rows:
-                yield _entry(r)
-            after = rows[-1][0]
-
-
-def _link_problems(entries: Iterable[Entry], expect_seq: int, expect_prev: str) -> list[str]:
-    problems: list[str] = []
-    for e in entries:
-        if e.seq != expect_seq:
-            problems.append(f"seq {e.seq} follows {expect_seq - 1} (gap)")
-        if message_hash(e.message) != e.msg_hash:
-            problems.append(f"seq {e.seq}: stored message does not match its hash")
-        if e.prev != expect_prev:
-            problems.append(f"seq {e.seq}: prev {e.prev[:12]}… does not link to the previous message")
-        try:
-            rec = _embedded_fields(e.message)
-            if rec.get("seq") != e.seq or rec.get("prev") != e.prev or rec.get("id") != e.id:
-                problems.append(f"seq {e.seq}: signed record disagrees with its journal row")
-        except ValueError as exc:
-            problems.append(f"seq {e.seq}: {exc}")
-        expect_seq, expect_prev = e.seq + 1, message_hash(e.message)
-    return problems
-
-
-def verify_chain(journal: Journal, max_problems: int = 100) -> list[str]:
-    """Full scan from seq 1: gap-free, every hash and link right. Empty list means intact."""
-    problems: list[str] = []
-    expect_seq, expect_prev = 1, GENESIS_PREV
-    for e in journal.iter_entries():
-        found = _link_problems([e], expect_seq, expect_prev)
-        problems.extend(found)
-        if len(problems) >= max_problems:
-            return problems[:max_problems]
-        expect_seq, expect_prev = e.seq + 1, message_hash(e.message)
-    return problems
+        while rows := self._select("WHERE seq > ? ORDER BY seq LIMIT ?", (after, page)):
+            yield from rows
+            after = rows[-1].seq
 
 
 def _nonempty(path: Path) -> bool:
