@@ -10,7 +10,7 @@ from station.config import BrokerConfig
 from station.journal import Journal
 from station.mqtt_client import BrokerURLError, TLSFileError, parse_broker_url, tls_context
 from station.publisher import Publisher
-from station.town import TownBroker, TownListener
+from station.town.listener import TownBroker, TownListener
 
 
 def test_tls_end_to_end_with_client_certs_and_shipped_acl(station_kit, tls_broker, tmp_path):

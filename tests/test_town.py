@@ -11,7 +11,8 @@ from station.commands import ACK_TYP, build_checkpoint, build_withheld, sha256_h
 from station.config import StationIdentity
 from station.journal import Journal
 from station.signing import b64url, b64url_decode, public_jwk, verify_jws
-from station.town_store import TownStore, TrustStore
+from station.town.store import TownStore
+from station.town.trust import TrustStore
 
 
 @pytest.fixture
