@@ -35,7 +35,7 @@ from station.home import Home, init_home, signing_key_path
 from station.journal import Journal, verify_chain
 from station.localbroker import LocalBroker
 from station.protocol import signing
-from station.town import load_or_create_town_key, town_public_jwk
+from station.town.trust import load_or_create_town_key, town_public_jwk
 
 STATION_ID, GRID = "st-0001", "nongan/hetao/xinmin"
 # Four cassettes in one photograph plus two singles: a press yields 4, 1 or 1 results.

@@ -12,9 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from station import certs
-from station.certs import ClientCert
 from station.errors import BrokerError, BrokerNotInstalled
+from station.town import ca as certs
+from station.town.ca import ClientCert
 
 _REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CONF = _REPO / "systemd" / "mosquitto" / "town-broker.conf"

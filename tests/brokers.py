@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
-from station.certs import ClientCert
 from station.localbroker import LocalBroker
+from station.town.ca import ClientCert
 
 
 @dataclass

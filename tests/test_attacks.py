@@ -5,8 +5,9 @@ import sqlite3
 
 from station import attacks
 from station.protocol.wire import message_hash
-from station.town import TownBroker, TownListener
-from station.town_store import TownStore, TrustStore
+from station.town.listener import TownBroker, TownListener
+from station.town.store import TownStore
+from station.town.trust import TrustStore
 
 
 def test_accepted_counts_new_and_changed_results():

@@ -9,8 +9,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from brokers import connect
 
-from station import certs
 from station.localbroker import MESSAGE_SIZE_LIMIT, TOWN_SERVER
+from station.town import ca as certs
 
 GRID = "d01/t01/v01"
 OWN = f"nongan/v1/{GRID}/st-0001"

@@ -9,8 +9,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from station import certs
-from station.cli import certs as certs_cli
+from station.town import ca as certs
+from station.town.cli import add_certs_parser
 
 
 def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -100,7 +100,7 @@ def test_key_of_another_ca_is_detected(ca_dir, tmp_path):
 
 def _cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="station")
-    certs_cli.add_parser(parser.add_subparsers(dest="cmd", required=True))
+    add_certs_parser(parser.add_subparsers(dest="cmd", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -20,7 +20,7 @@ from station.journal import Journal
 from station.protocol import topics
 from station.protocol.messages import build_ack, build_resend, sha256_hex
 from station.publisher import Publisher
-from station.town import TownBroker, TownListener
+from station.town.listener import TownBroker, TownListener
 
 
 def wait_for(pred, timeout=10.0, what="condition"):
@@ -172,7 +172,7 @@ def test_end_to_end_town_listener_acks_and_journal_marks_acked(station_kit, loca
         # checkpoint at 100 (every 50 → 50, 100) was countersigned by the town inside an ack
         cp = wait_for(lambda: j.latest_checkpoint(countersigned=True), timeout=10, what="countersigned checkpoint")
         assert cp.seq >= 50 and cp.town_jws is not None
-        from station.town_store import TownStore
+        from station.town.store import TownStore
         st = TownStore(tmp_path / "town.db")
         assert st.contiguous(kit.ident.path) == 121
         assert st.gaps(kit.ident.path) == []
@@ -459,7 +459,7 @@ def test_tail_lost_by_the_town_is_resent_when_the_ack_stays_short(station_kit, l
 
 
 def test_broker_killed_mid_drain_nothing_lost_town_contiguous(station_kit, local_broker, events, tmp_path):
-    from station.town_store import TownStore
+    from station.town.store import TownStore
 
     kit = station_kit
     j = journal(kit)

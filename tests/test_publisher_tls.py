@@ -11,7 +11,7 @@ from station.errors import BrokerURLError, TLSFileError
 from station.journal import Journal
 from station.protocol.mqtt import parse_broker_url, tls_context
 from station.publisher import Publisher
-from station.town import TownBroker, TownListener
+from station.town.listener import TownBroker, TownListener
 
 
 def test_tls_end_to_end_with_client_certs_and_shipped_acl(station_kit, tls_broker, tmp_path):

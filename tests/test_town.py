@@ -12,7 +12,8 @@ from station.protocol import topics
 from station.protocol.messages import ACK_TYP, build_checkpoint, build_withheld, sha256_hex
 from station.protocol.signing import public_jwk, verify_jws
 from station.protocol.wire import b64url, b64url_decode
-from station.town_store import TownStore, TrustStore
+from station.town.store import TownStore
+from station.town.trust import TrustStore
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from station.journal import Journal
 from station.protocol.wire import b64url_decode
 from station.publisher import Publisher
 
-STATION = [sys.executable, "-c", "import sys; from station.cli.town import add_parser; import argparse;"
-           "p = argparse.ArgumentParser(); s = p.add_subparsers(required=True); add_parser(s);"
+STATION = [sys.executable, "-c", "import sys; from station.town.cli import add_town_parser; import argparse;"
+           "p = argparse.ArgumentParser(); s = p.add_subparsers(required=True); add_town_parser(s);"
            "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"]
 
 
@@ -161,3 +161,14 @@ def test_listener_reports_gap_asks_resend_with_signed_cmd_and_clears_it(station_
     finally:
         listen.send_signal(signal.SIGTERM)
         listen.wait(10)
+
+
+def test_town_wing_is_registered_lazily_and_listed_in_help():
+    # The firmware never imports station.town: `import station.cli` must not load it, and building the parser
+    # (what `station --help` does) loads only the wing's CLI and CA modules, never the listener's paho.
+    code = ("import sys, station.cli; assert not [m for m in sys.modules if m.startswith('station.town')];"
+            "station.cli.build_parser();"
+            "assert not [m for m in sys.modules if m.startswith(('paho', 'station.town.listener'))]")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    r = subprocess.run([sys.executable, "-m", "station", "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "town" in r.stdout and "certs" in r.stdout

@@ -11,8 +11,10 @@ from station import __version__
 from station.errors import StationError
 
 # One module per sub-command, each with add_parser(subparsers) and run(args) -> int.
-SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score", "assay_eval", "town",
-               "certs")
+SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score", "assay_eval")
+# Sub-commands of the wings the firmware never imports: (module, registering function). They are imported only
+# in build_parser, so `import station.cli` loads no wing.
+WING_SUBCOMMANDS = (("station.town.cli", "add_town_parser"), ("station.town.cli", "add_certs_parser"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"station.cli.{name}").add_parser(sub)
+    for module, register in WING_SUBCOMMANDS:
+        getattr(importlib.import_module(module), register)(sub)
     return parser
 
 

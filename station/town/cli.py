@@ -1,4 +1,4 @@
-# `station town`: the reference town server (listen, show, pubkey) for demos, tests and town implementers.
+# `station town …` (the reference town server: listen, show, pubkey) and `station certs …` (the town's broker CA).
 from __future__ import annotations
 
 import argparse
@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 from station.errors import StationError
+from station.town import ca
+
+# paho and the store are imported inside the run_* functions: `station --help` builds this parser.
 
 
-def add_parser(sub) -> None:
+def add_town_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("town", help="reference town server: listen for results, show what it holds")
     tsub = p.add_subparsers(dest="town_command", metavar="TOWN_COMMAND", required=True)
 
@@ -47,12 +50,8 @@ def add_parser(sub) -> None:
     kp.set_defaults(func=run_pubkey)
 
 
-def run(args: argparse.Namespace) -> int:
-    return args.func(args)
-
-
 def run_pubkey(args: argparse.Namespace) -> int:
-    from station.town import load_or_create_town_key, town_public_jwk
+    from station.town.trust import load_or_create_town_key, town_public_jwk
 
     key = load_or_create_town_key(args.key)
     print(json.dumps(town_public_jwk(key, args.kid), indent=2))
@@ -60,7 +59,8 @@ def run_pubkey(args: argparse.Namespace) -> int:
 
 
 def run_listen(args: argparse.Namespace) -> int:
-    from station.town import TownBroker, TownListener, load_or_create_town_key
+    from station.town.listener import TownBroker, TownListener
+    from station.town.trust import load_or_create_town_key
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s town %(levelname)s %(message)s")
@@ -94,75 +94,61 @@ def run_listen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_now(trust, message: bytes) -> bool:
-    from station.protocol.signing import jws_header, verify_jws
-
-    try:
-        trusted = trust.get(jws_header(message).get("kid"))
-        return trusted is not None and bool(verify_jws(message, trusted[0]))
-    except StationError:
-        return False
-
-
 def run_show(args: argparse.Namespace) -> int:
     from station.errors import TownStoreError
-    from station.town_store import TownStore, TrustStore
+    from station.town.reports import holdings, print_holdings
+    from station.town.store import TownStore
+    from station.town.trust import TrustStore
 
     if not Path(args.db).is_file():
         raise TownStoreError(f"{args.db}: town database not found")
     store = TownStore(args.db)
     trust = TrustStore.load(args.trust) if args.trust else None
-    stations = [args.station] if args.station else store.stations()
-    out = {"stations": [], "refusal_counts": [], "refusals": []}
-    for path in stations:
-        rows = store.results(path)
-        results = []
-        for r in rows:
-            msg = bytes(r["message"])
-            ok = _verify_now(trust, msg) if trust else bool(r["sig_ok"])
-            results.append({
-                "seq": r["seq"], "kind": r["kind"], "sample": r["sample"], "verdict": r["verdict"],
-                "tc_ratio": r["tc_ratio"], "t_area": r["t_area"], "c_area": r["c_area"], "read_at": r["read_at"],
-                "received_at": r["received_at"], "kid": r["kid"], "msg_hash": r["msg_hash"],
-                "signature_ok": ok, "verified": "now" if trust else "at receipt",
-                "message": msg.decode("ascii", errors="replace"),
-            })
-        info = store.station_info(path)
-        out["stations"].append({"station": path, **info, "gaps": store.gaps(path), "counters": store.counters(path),
-                                "results": results})
-    out["refusal_counts"] = [{"station": s, "code": c, "count": n} for s, c, n in store.refusal_counts()
-                             if not args.station or s == args.station]
-    out["refusals"] = [{"received_at": a, "topic": t, "station": s, "seq": q, "code": c, "reason": d}
-                       for a, t, s, q, c, d in store.refusals(args.station)]
+    out = holdings(store, args.station, trust)
     store.close()
     if args.json:
         print(json.dumps(out, indent=2, ensure_ascii=False))
-        return 0
-    for st in out["stations"]:
-        status = st["status"] or {}
-        cp = st["checkpoint"]
-        print(f"station {st['station']}: {len(st['results'])} stored, contiguous to {st['contiguous']}, "
-              f"acked {st['last_ack_seq']}, status {status.get('state', '-')}"
-              f"{', checkpoint ' + str(cp['seq']) + ' ' + cp['state'] if cp else ''}, "
-              f"duplicates {st['counters'].get('duplicates', 0)}")
-        if st["results"]:
-            print(f"  {'seq':>6}  {'sample':<16} {'verdict':<10} {'T/C':>6} {'T':>8} {'C':>8}  "
-                  f"{'received':<24} signature")
-        for r in st["results"]:
-            def f(v):
-                return "-" if v is None else f"{v:.3f}"
-            sig = ("OK" if r["signature_ok"] else "BAD") + (" (re-verified)" if r["verified"] == "now" else "")
-            print(f"  {r['seq']:>6}  {str(r['sample'] or '-')[:16]:<16} {str(r['verdict'])[:10]:<10} "
-                  f"{f(r['tc_ratio']):>6} {f(r['t_area']):>8} {f(r['c_area']):>8}  {r['received_at']:<24} {sig}")
-        gaps = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in st["gaps"]) or "none"
-        print(f"  gaps: {gaps}")
-    if out["refusal_counts"]:
-        print("refusals:")
-        for rc in out["refusal_counts"]:
-            print(f"  {rc['station']:<40} {rc['code']:<20} {rc['count']}")
-        for r in out["refusals"][-20:]:
-            print(f"  {r['received_at']} {r['topic']} seq {r['seq'] if r['seq'] is not None else '-'}: "
-                  f"[{r['code']}] {r['reason']}")
     else:
-        print("refusals: none")
+        print_holdings(out)
+    return 0
+
+
+def add_certs_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("certs", help="town certificate authority for the MQTT broker",
+                              description="Create a town CA and issue TLS certificates. A client "
+                              "certificate's CN is the MQTT username the broker ACL uses.")
+    sub = p.add_subparsers(dest="certs_cmd", required=True, metavar="{init-ca,issue}")
+
+    init = sub.add_parser("init-ca", help="create ca.crt and ca.key (0600) in DIR")
+    init.add_argument("--dir", required=True, type=Path, help="directory for the CA files")
+    init.add_argument("--name", default=ca.DEFAULT_CA_NAME, help="CA common name (default: %(default)s)")
+    init.add_argument("--days", type=int, default=ca.CA_DAYS, help="validity (default: %(default)s)")
+
+    iss = sub.add_parser("issue", help="issue <CN>.crt and <CN>.key (0600) signed by the CA")
+    iss.add_argument("--ca-dir", required=True, type=Path, help="directory holding ca.crt and ca.key")
+    iss.add_argument("--cn", required=True,
+                     help="station id (e.g. st-0001), 'town-server', or the broker host name with --server")
+    iss.add_argument("--out", required=True, type=Path, help="directory to write the certificate and key")
+    iss.add_argument("--server", action="store_true", help="broker (TLS server) certificate")
+    iss.add_argument("--san", default="",
+                     help="comma-separated DNS names / IP addresses for --server (default: the CN)")
+    iss.add_argument("--days", type=int, default=ca.LEAF_DAYS, help="validity (default: %(default)s)")
+    p.set_defaults(func=run_certs)
+    return p
+
+
+def run_certs(args: argparse.Namespace) -> int:
+    try:
+        if args.certs_cmd == "init-ca":
+            files = ca.init_ca(args.dir, name=args.name, days=args.days)
+            print(f"CA certificate {files.cert_file}\nCA key         {files.key_file} (keep offline, mode 0600)")
+        else:
+            if args.san and not args.server:
+                raise ca.CertError("--san is only meaningful with --server")
+            san = [s for s in args.san.split(",") if s.strip()] if args.san else None
+            out = ca.issue(args.ca_dir, args.cn, args.out, server=args.server, san=san, days=args.days)
+            print(f"certificate {out.cert_file}\nkey         {out.key_file} (mode 0600)")
+    except ca.CertError as e:
+        print(f"station certs: {e}", file=sys.stderr)
+        return 1
     return 0

@@ -1,4 +1,6 @@
-# Reference town listener: a thin MQTT layer over station.town_store.TownStore.
+# The reference town listener: a thin MQTT layer over station.town.store.TownStore.
+# Threads: paho's network thread only posts received messages to a queue; the "town-worker" thread owns the
+# TownStore connection, ingests in batches, publishes acks and resend requests.
 from __future__ import annotations
 
 import hashlib
@@ -20,27 +22,13 @@ from paho.mqtt.properties import Properties
 from station.protocol import topics
 from station.protocol.messages import build_resend
 from station.protocol.mqtt import parse_broker_url, tls_context
-from station.protocol.signing import create_private_key, load_private_key, public_jwk
-from station.town_store import Outcome, TownStore, TrustStore
+from station.town.store import Outcome, TownStore
+from station.town.trust import TrustStore
 
 log = logging.getLogger("station.town")
 
 SUBSCRIPTION = f"{topics.PREFIX}/#"
 SESSION_EXPIRY_S = 7 * 24 * 3600  # a town server down for a week still finds its queued results
-
-
-def load_or_create_town_key(path: str | Path) -> Ed25519PrivateKey:
-    """The town's Ed25519 signing key; created (mode 0600) on first use."""
-    p = Path(path)
-    if not p.exists():
-        key = create_private_key(p)
-        log.info("created town signing key %s", p)
-        return key
-    return load_private_key(p)
-
-
-def town_public_jwk(key: Ed25519PrivateKey, kid: str = "town/1") -> dict:
-    return public_jwk(key.public_key(), kid)
 
 
 @dataclass

@@ -1,24 +1,29 @@
-# Reference town server logic without MQTT: verify, chain, dedupe, store, gaps, checkpoints, acks.
+# The town's SQLite store without MQTT: ingest (verified by verify.py), dedupe, chain, checkpoints, gaps, acks.
 from __future__ import annotations
 
 import json
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from station.errors import KeyFileError, SignatureError, TownStoreError
+from station.errors import TownStoreError
 from station.protocol import topics
 from station.protocol.messages import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, sha256_hex
 from station.protocol.result import GENESIS_PREV, RESULT_TYP
-from station.protocol.signing import jws_header, load_jwk_file_with_station, unverified_payload, verify_jws
+from station.protocol.signing import jws_header
 from station.protocol.wire import now_rfc3339
+from station.town.reports import TownReports
+from station.town.verify import LOUD, Refuse, evidence, hex64, verified
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from station.town.trust import TrustStore
 
 log = logging.getLogger("station.town")
 
@@ -62,83 +67,9 @@ class Outcome:
         return f"{what} [{self.code}] {self.reason}" if self.code else what
 
 
-@dataclass
-class TrustStore:
-    """Station public keys: *.jwk / *.json files in a directory, kid '<station>/<serial>'."""
-
-    directory: Path
-    keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
-    _scanned: float = 0.0
-
-    @classmethod
-    def load(cls, directory: str | Path) -> TrustStore:
-        d = Path(directory)
-        if not d.is_dir():
-            raise TownStoreError(f"{d}: trust directory not found")
-        t = cls(d)
-        t.rescan()
-        return t
-
-    def rescan(self) -> None:
-        # A station key signs for one grid path only (the JWK's "station" member, as `station pubkey` prints
-        # it): the broker ACL lets st-0001 write under any village, so the id alone would not bind it.
-        keys: dict[str, tuple[Ed25519PublicKey, str]] = {}
-        clashes: set[str] = set()
-        for p in sorted(self.directory.iterdir()):
-            if p.suffix in (".jwk", ".json") and p.is_file():
-                try:
-                    kid, key, station = load_jwk_file_with_station(p)
-                except KeyFileError as exc:
-                    log.warning("trust: skipping %s", exc)
-                    continue
-                if not station or station.rsplit("/", 1)[-1] != kid.split("/", 1)[0]:
-                    log.error("trust: skipping %s: needs a 'station' path ending in its kid's station id", p)
-                    continue
-                if kid in keys:
-                    clashes.add(kid)
-                keys[kid] = (key, station)
-        for kid in clashes:
-            log.error("trust: kid %s appears in more than one key file: trusting neither", kid)
-            del keys[kid]
-        self.keys, self._scanned = keys, time.monotonic()
-
-    def get(self, kid: str) -> tuple[Ed25519PublicKey, str] | None:
-        """(key, station path) for a kid."""
-        found = self.keys.get(kid)
-        if found is None and time.monotonic() - self._scanned > 5.0:   # new station enrolled: pick it up
-            self.rescan()
-            found = self.keys.get(kid)
-        return found
-
-
-# Whoever can reach the broker can send unsigned junk: keep only a sample of it, so refusals cannot fill the disk.
-UNAUTHENTICATED_KEEP = 1024
-
-
-def _evidence(code: str, payload: bytes) -> bytes:
-    if code in ("malformed", "unknown-kid", "bad-signature"):
-        return payload[:UNAUTHENTICATED_KEEP]
-    return payload[:262144]
-
-
-class _Refuse(Exception):
-    def __init__(self, code: str, detail: str, station: str | None = None, seq: int | None = None):
-        self.code, self.detail, self.station, self.seq = code, detail, station, seq
-
-
-def _decode_payload_unverified(message: bytes) -> dict | None:
-    try:
-        return unverified_payload(message)
-    except SignatureError:
-        return None
-
-
-def _hex64(v: object) -> bool:
-    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
-
-
-class TownStore:
-    """SQLite store of everything the town received. One object per thread (sqlite3 connection)."""
+class TownStore(TownReports):
+    """SQLite store of everything the town received. One object per thread (sqlite3 connection).
+    The read-only queries (results, refusals, counters, station_info) come from TownReports."""
 
     def __init__(self, db_path: str | Path, trust: TrustStore | None = None,
                  town_key: Ed25519PrivateKey | None = None, town_kid: str = "town/1"):
@@ -202,71 +133,35 @@ class TownStore:
                 if kind == "status":
                     return self._ingest_status(path, payload, now)
                 return Outcome("ignored", station=path, reason=f"{kind} is town-to-station")
-            except _Refuse as r:
+            except Refuse as r:
                 station = r.station or path
                 self.db.execute(
                     "INSERT INTO refusals (received_at, topic, station, seq, code, detail, message)"
                     " VALUES (?,?,?,?,?,?,?)",
-                    (now_rfc3339(now), topic, station, r.seq, r.code, r.detail, _evidence(r.code, payload)))
-                loud = r.code in ("equivocation", "broken-chain", "wrong-path", "checkpoint-mismatch")
-                (log.error if loud else log.warning)(
+                    (now_rfc3339(now), topic, station, r.seq, r.code, r.detail, evidence(r.code, payload)))
+                (log.error if r.code in LOUD else log.warning)(
                     "REFUSED %s %s#%s [%s] %s", topic, station, r.seq if r.seq is not None else "-",
                     r.code, r.detail)
                 return Outcome("refused", station=station, seq=r.seq, code=r.code, reason=r.detail)
-
-    def _verified(self, topic_station_id: str, path: str, payload: bytes, typs: tuple[str, ...]) -> tuple[dict, str]:
-        try:
-            header = jws_header(payload)
-        except SignatureError as exc:
-            raise _Refuse("malformed", f"not a flattened Ed25519 JWS: {exc}") from None
-        kid, typ = header.get("kid"), header.get("typ")
-        if typ not in typs:
-            raise _Refuse("malformed", f"typ {typ!r} not one of {', '.join(typs)}")
-        if not isinstance(kid, str) or "/" not in kid:
-            raise _Refuse("unknown-kid", f"kid {kid!r} is not '<station>/<serial>'")
-        trusted = self.trust.get(kid) if self.trust else None
-        if trusted is None:
-            raise _Refuse("unknown-kid", f"no trusted key for kid {kid!r}")
-        key, key_path = trusted
-        unverified = _decode_payload_unverified(payload) or {}
-        seq = unverified.get("seq") if isinstance(unverified.get("seq"), int) else None
-        try:
-            body = verify_jws(payload, key, typ=typ)
-        except SignatureError as exc:
-            raise _Refuse("bad-signature", f"kid {kid}: {exc}", seq=seq) from None
-        if kid.split("/", 1)[0] != topic_station_id:
-            raise _Refuse("wrong-path", f"kid {kid!r} (station {kid.split('/', 1)[0]!r}) published under "
-                          f"station {topic_station_id!r}'s topic", seq=seq)
-        if body.get("station") != path:
-            raise _Refuse("wrong-path", f"payload station {body.get('station')!r} differs from topic path "
-                          f"{path!r}", seq=seq)
-        if path != key_path:
-            raise _Refuse("wrong-path", f"kid {kid!r} signs for {key_path!r}, not {path!r}", seq=seq)
-        if body.get("v") != 1:
-            raise _Refuse("malformed", f"unsupported version v={body.get('v')!r}", seq=seq)
-        s = body.get("seq")
-        if not isinstance(s, int) or isinstance(s, bool) or s < 1:
-            raise _Refuse("malformed", f"seq must be an integer >= 1, got {s!r}")
-        return body, kid
 
     def _row(self, path: str, seq: int) -> sqlite3.Row | None:
         return self.db.execute("SELECT kind, msg_hash, prev FROM results WHERE station=? AND seq=?",
                                (path, seq)).fetchone()
 
     def _ingest_result(self, topic: str, path: str, station_id: str, payload: bytes, now: float | None) -> Outcome:
-        body, kid = self._verified(station_id, path, payload, (RESULT_TYP, WITHHELD_TYP))
+        body, kid = verified(self.trust, station_id, path, payload, (RESULT_TYP, WITHHELD_TYP))
         seq = body["seq"]
         typ = jws_header(payload)["typ"]
         if typ == RESULT_TYP:
             kind, h, prev = "result", sha256_hex(payload), body.get("prev")
-            if not _hex64(prev):
-                raise _Refuse("malformed", f"prev must be 64 hex digits, got {prev!r}", seq=seq)
+            if not hex64(prev):
+                raise Refuse("malformed", f"prev must be 64 hex digits, got {prev!r}", seq=seq)
             if body.get("id") not in (None, f"{station_id}:{seq}"):
-                raise _Refuse("malformed", f"id {body.get('id')!r} is not '{station_id}:{seq}'", seq=seq)
+                raise Refuse("malformed", f"id {body.get('id')!r} is not '{station_id}:{seq}'", seq=seq)
         else:
             kind, h, prev = "withheld", body.get("msg_hash"), None
-            if not _hex64(h):
-                raise _Refuse("malformed", "withheld notice without a 64-hex msg_hash", seq=seq)
+            if not hex64(h):
+                raise Refuse("malformed", "withheld notice without a 64-hex msg_hash", seq=seq)
         existing = self._row(path, seq)
         if existing is not None:
             old_kind, old_hash, _ = existing
@@ -279,20 +174,20 @@ class TownStore:
                 self._count(path, "duplicates")    # a withheld notice for a message we already hold
                 return Outcome("duplicate", station=path, seq=seq)
             else:
-                raise _Refuse("equivocation", f"seq {seq} already stored with hash {old_hash[:16]}…, this "
+                raise Refuse("equivocation", f"seq {seq} already stored with hash {old_hash[:16]}…, this "
                               f"message hashes to {str(h)[:16]}… (two different signed results for one seq)",
                               seq=seq)
         # chain: predecessor's hash must be our prev; our hash must be the successor's prev
         if kind == "result":
             if seq == 1 and prev != GENESIS_PREV:
-                raise _Refuse("broken-chain", "seq 1 must have prev = 64 zeros", seq=seq)
+                raise Refuse("broken-chain", "seq 1 must have prev = 64 zeros", seq=seq)
             before = self._row(path, seq - 1) if seq > 1 else None
             if before is not None and before[1] != prev:
-                raise _Refuse("broken-chain", f"prev {prev[:16]}… does not match stored seq {seq - 1} hash "
+                raise Refuse("broken-chain", f"prev {prev[:16]}… does not match stored seq {seq - 1} hash "
                               f"{before[1][:16]}…", seq=seq)
         after = self._row(path, seq + 1)
         if after is not None and after[0] == "result" and after[2] != h:
-            raise _Refuse("broken-chain", f"stored seq {seq + 1} has prev {after[2][:16]}…, this message "
+            raise Refuse("broken-chain", f"stored seq {seq + 1} has prev {after[2][:16]}…, this message "
                           f"hashes to {h[:16]}…", seq=seq)
         r = body.get("reading") if isinstance(body.get("reading"), dict) else {}
         sample = body.get("sample")
@@ -337,10 +232,10 @@ class TownStore:
 
     def _ingest_checkpoint(self, topic: str, path: str, station_id: str, payload: bytes,
                            now: float | None) -> Outcome:
-        body, _ = self._verified(station_id, path, payload, (CHECKPOINT_TYP,))
+        body, _ = verified(self.trust, station_id, path, payload, (CHECKPOINT_TYP,))
         seq, head = body["seq"], body.get("head")
-        if not _hex64(head):
-            raise _Refuse("malformed", "checkpoint head must be 64 hex digits", seq=seq)
+        if not hex64(head):
+            raise Refuse("malformed", "checkpoint head must be 64 hex digits", seq=seq)
         digest = sha256_hex(payload)
         self._station(path)
         self.db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?,?,'pending')",
@@ -349,7 +244,7 @@ class TownStore:
         state = self.db.execute("SELECT state FROM checkpoints WHERE station=? AND seq=? AND jws_sha256=?",
                                 (path, seq, digest)).fetchone()[0]
         if state == "mismatch":
-            raise _Refuse("checkpoint-mismatch", f"checkpoint at seq {seq} has head {head[:16]}… but the stored "
+            raise Refuse("checkpoint-mismatch", f"checkpoint at seq {seq} has head {head[:16]}… but the stored "
                           "result differs (truncated or rewritten journal?)", seq=seq)
         return Outcome("checkpoint", station=path, seq=seq, reason=state, ack_changed=changed)
 
@@ -424,36 +319,3 @@ class TownStore:
         msg = build_ack(self.town_key, self.town_kid, path, n, head, self.latest_countersignable(path, n), now)
         self.db.execute("UPDATE stations SET last_ack=?, last_ack_seq=? WHERE station=?", (msg, n, path))
         return topics.station_topic(path, "ack"), msg
-
-    def results(self, path: str) -> list[sqlite3.Row]:
-        self.db.row_factory = sqlite3.Row
-        try:
-            return self.db.execute("SELECT * FROM results WHERE station=? ORDER BY seq", (path,)).fetchall()
-        finally:
-            self.db.row_factory = None
-
-    def refusals(self, path: str | None = None) -> list[tuple]:
-        q = "SELECT received_at, topic, station, seq, code, detail FROM refusals"
-        if path is None:
-            return self.db.execute(q + " ORDER BY id").fetchall()
-        return self.db.execute(q + " WHERE station=? ORDER BY id", (path,)).fetchall()
-
-    def refusal_counts(self) -> list[tuple[str, str, int]]:
-        return self.db.execute("SELECT COALESCE(station,'?'), code, COUNT(*) FROM refusals GROUP BY 1, 2 "
-                               "ORDER BY 1, 2").fetchall()
-
-    def counters(self, path: str) -> dict[str, int]:
-        return dict(self.db.execute("SELECT name, n FROM counters WHERE station=?", (path,)).fetchall())
-
-    def station_info(self, path: str) -> dict:
-        row = self.db.execute("SELECT contiguous, status, status_at, last_ack_seq FROM stations WHERE station=?",
-                              (path,)).fetchone()
-        cp = self.db.execute("SELECT seq, state FROM checkpoints WHERE station=? ORDER BY seq DESC LIMIT 1",
-                             (path,)).fetchone()
-        return {
-            "contiguous": row[0] if row else 0,
-            "status": json.loads(row[1]) if row and row[1] else None,
-            "status_at": row[2] if row else None,
-            "last_ack_seq": row[3] if row else 0,
-            "checkpoint": {"seq": cp[0], "state": cp[1]} if cp else None,
-        }
