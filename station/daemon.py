@@ -14,7 +14,7 @@ from typing import Any
 from calib.store import calibrated_catalog
 from station import clock, sdnotify, signing, storage, workflow
 from station.config import StationConfig
-from station.errors import StationError
+from station.errors import DeviceError, StationError
 from station.home import Home, signing_key_path
 from station.journal import Journal, JournalDamagedError
 
@@ -55,12 +55,13 @@ class Daemon:
 
     # ---- start / stop -------------------------------------------------------------------------------
     def start(self) -> None:
-        from drivers.camera import open_camera
-        from drivers.gpio import Panel
+        from drivers import registry
         from station.control import ControlServer
 
-        self.camera = open_camera(self.cfg.camera, lambda p: self.cfg.resolve(p))
-        self.panel = Panel(self.cfg.gpio, lambda: self.post("press", {"origin": "button"}))
+        self.camera = registry.open_device("camera", self.cfg.camera.driver, self.cfg.camera, self.cfg.resolve)
+        # One panel driver today; gpio.pin_factory (or $GPIOZERO_PIN_FACTORY) chooses real pins or mock ones.
+        self.panel = registry.open_device("panel", "gpiozero", self.cfg.gpio,
+                                          lambda: self.post("press", {"origin": "button"}))
         if self.cfg.broker.url:
             self.publisher = self._make_publisher()
             self.publisher.start()
@@ -203,7 +204,7 @@ class Daemon:
                 frame = self.camera.capture()
                 img = workflow.decode_jpeg(frame.jpeg, frame.source)
                 score = score_image(img, strip_type)
-            except StationError as exc:
+            except (StationError, DeviceError) as exc:
                 self.post("scored", (job, None, None, exc))
             except Exception as exc:  # noqa: BLE001 - a dead worker would leave the station busy for ever
                 log.exception("sample %d: reading failed", job.id)

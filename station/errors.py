@@ -25,8 +25,15 @@ class JournalError(StationError):
     """The results journal cannot be opened, is damaged, or refused a write."""
 
 
-class DeviceError(StationError):
-    """A hardware device (camera, serial reader, GPIO) failed; the message names the device."""
+# Device errors live with the drivers, which import nothing of station; re-exported so station code has one place.
+from drivers.errors import (  # noqa: E402, F401
+    DeviceBusy,
+    DeviceError,
+    DeviceNotFound,
+    DeviceTimeout,
+    ProtocolError,
+    Unsupported,
+)
 
 
 class ImageError(StationError):
