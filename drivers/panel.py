@@ -93,7 +93,7 @@ class Panel:
 def pin_factory_name(configured: str | None) -> str | None:
     """The pins to use: $GPIOZERO_PIN_FACTORY wins (the systemd unit sets it), then gpio.pin_factory.
 
-    None leaves the choice to gpiozero (lgpio, then rpigpio, pigpio, native), as gpiozero's own docs expect.
+    None leaves the choice to gpiozero, which tries lgpio, rpigpio, pigpio and native in turn.
     """
     return os.environ.get(PIN_FACTORY_ENV) or configured or None
 
@@ -105,7 +105,9 @@ def _pin_factory(name: str):
     found = {ep.name: ep for ep in entry_points(group="gpiozero_pin_factories")}
     ep = found.get(name) or found.get(name.lower())
     if ep is None:
-        raise Unsupported("GPIO", f"pin factory {name!r} unknown; one of {', '.join(sorted(found))}")
+        # The config only lets known names through, so an unknown one almost always comes from the environment.
+        where = f"${PIN_FACTORY_ENV}=" if os.environ.get(PIN_FACTORY_ENV) == name else ""
+        raise Unsupported("GPIO", f"pin factory {where}{name!r} unknown; one of {', '.join(sorted(found))}")
     return ep.load()()
 
 

@@ -212,7 +212,7 @@ def test_neither_leaves_the_choice_to_gpiozero(monkeypatch, gpiozero_default):
 
 def test_an_unknown_factory_in_the_environment_is_named(monkeypatch):
     monkeypatch.setenv(PIN_FACTORY_ENV, "nonesuch")
-    with pytest.raises(Unsupported, match=r"^GPIO: pin factory 'nonesuch' unknown; one of .*mock"):
+    with pytest.raises(Unsupported, match=r"^GPIO: pin factory \$GPIOZERO_PIN_FACTORY='nonesuch' unknown; .*mock"):
         Panel(GpioConfig(), lambda: None)
 
 
