@@ -1,1 +1,1 @@
-# Hardware behind small interfaces, each with a simulated twin shipped alongside (like gpiozero's MockFactory).
+# Hardware behind small interfaces, each with a simulated twin alongside; imports nothing of station/ or calib/.

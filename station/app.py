@@ -51,12 +51,12 @@ class Daemon:
 
     # ---- start / stop -------------------------------------------------------------------------------
     def start(self) -> None:
-        from drivers.camera import open_camera
-        from drivers.gpio import Panel
+        from drivers import registry
         from station.control import ControlServer
 
-        self.camera = open_camera(self.cfg.camera, lambda p: self.cfg.resolve(p))
-        self.panel = Panel(self.cfg.gpio, lambda: self.post(Press("button")))
+        self.camera = registry.open_device("camera", self.cfg.camera.driver, self.cfg.camera, self.cfg.resolve)
+        # One panel driver today; gpio.pin_factory (or $GPIOZERO_PIN_FACTORY) chooses real pins or mock ones.
+        self.panel = registry.open_device("panel", "gpiozero", self.cfg.gpio, lambda: self.post(Press("button")))
         recorder = Recorder(self.cfg, self.key, self.boot, self.journal, self.home.images, self.calibration_ids,
                             notify=lambda: self.publisher and self.publisher.notify())
         self.workflow = Workflow(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drivers.registry import names as driver_names
 from station.errors import ConfigError
 
 CONFIG_NAME = "station.toml"
@@ -57,7 +58,8 @@ class TownConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    driver: str = field(default="folder", metadata=_bounds(choices=("folder", "v4l2")))
+    # The real camera unless the simulation is asked for by name (gpiozero #600 in reverse).
+    driver: str = field(default="v4l2", metadata=_bounds(choices=driver_names("camera")))
     folder: str = field(default="sim-images", metadata=_bounds(doc="photographs the simulated camera serves"))
     device: str = field(default="/dev/video0", metadata=_bounds(doc="V4L2 device path or index"))
     width: int = field(default=1640, metadata=_bounds(320, 4656))
@@ -68,7 +70,8 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class GpioConfig:
-    pin_factory: str = field(default="mock", metadata=_bounds(choices=("mock", "lgpio", "rpigpio", "native")))
+    pin_factory: str = field(default="", metadata=_bounds(choices=("mock", "lgpio", "rpigpio", "native"), doc=(
+        'unset: gpiozero\'s own default; $GPIOZERO_PIN_FACTORY wins when set; "mock" simulates')))
     button_pin: int = field(default=17, metadata=_bounds(0, 27))
     green_led_pin: int = field(default=22, metadata=_bounds(0, 27))
     amber_led_pin: int = field(default=23, metadata=_bounds(0, 27))

@@ -2,6 +2,16 @@
 # so callers can catch the builtin and the CLI can print one line naming the file, key, device or value.
 from __future__ import annotations
 
+# Device errors live with the drivers, which import nothing of station; re-exported so station code has one place.
+from drivers.errors import (  # noqa: F401
+    DeviceBusy,
+    DeviceError,
+    DeviceNotFound,
+    DeviceTimeout,
+    ProtocolError,
+    Unsupported,
+)
+
 
 class StationError(Exception):
     """Base of every error the station reports to a user as one line."""
@@ -81,10 +91,6 @@ class ImageError(StationError, ValueError):
 
 class ControlError(StationError, ConnectionError):
     """The control socket has no daemon behind it, refused us, or did not answer in time."""
-
-
-class DeviceError(StationError):
-    """A hardware device (camera, serial reader, GPIO) failed; the message names the device."""
 
 
 # ---- the town and the lab wings -----------------------------------------------------------------------------

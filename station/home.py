@@ -79,7 +79,7 @@ checkpoint_every = 50       # publish a signed checkpoint every N results
 trust_key = "trust/town.jwk"    # town public key (JWK); acks and commands signed by anything else are refused
 
 [camera]
-driver = "{camera}"         # folder (simulated: photographs in name order, cycling) | v4l2 (USB camera)
+driver = "{camera}"         # v4l2 (USB camera) | folder or fake (simulated: photographs in name order, cycling)
 folder = "{folder}"
 device = "/dev/video0"
 width = 1640
@@ -88,7 +88,7 @@ warmup_frames = 5
 jpeg_quality = 92
 
 [gpio]
-pin_factory = "{pin_factory}"   # mock (simulation) | lgpio (Raspberry Pi OS Bookworm)
+pin_factory = "{pin_factory}"   # mock (simulation) | lgpio (Raspberry Pi OS Bookworm); $GPIOZERO_PIN_FACTORY wins
 button_pin = 17             # BCM numbering
 green_led_pin = 22
 amber_led_pin = 23

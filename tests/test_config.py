@@ -5,7 +5,7 @@ import pytest
 
 from station.config import load_config, parse_config
 from station.errors import ConfigError
-from station.home import CONFIG_TEMPLATE
+from station.home import CONFIG_TEMPLATE, Home, init_home
 
 GOOD = CONFIG_TEMPLATE.format(station="st-0001", grid="d1/t1/v1", broker="mqtt://127.0.0.1:1883", ca_file="",
                               cert_file="", key_file="", camera="folder", folder="imgs", pin_factory="mock",
@@ -79,3 +79,24 @@ incubation_s = 480
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match=r"station.toml: no config file here; create one with `station init`"):
         load_config(tmp_path)
+
+
+def test_defaults_are_the_real_devices_and_only_init_sim_asks_for_the_simulation(tmp_path):
+    bare = parse_config('[station]\nid = "st-0001"\ngrid = "d1/t1/v1"\n', path="s.toml", home=tmp_path)
+    assert bare.camera.driver == "v4l2" and bare.gpio.pin_factory == ""  # "": $GPIOZERO_PIN_FACTORY or gpiozero's
+    (tmp_path / "photos").mkdir()
+    sim = init_home(Home(tmp_path / "sim"), station="st-0001", grid="d1/t1/v1", sim_images=str(tmp_path / "photos"))
+    real = init_home(Home(tmp_path / "real"), station="st-0001", grid="d1/t1/v1")
+    sim_cfg, real_cfg = load_config(sim.parent), load_config(real.parent)
+    assert (sim_cfg.camera.driver, sim_cfg.gpio.pin_factory) == ("folder", "mock")
+    assert (real_cfg.camera.driver, real_cfg.gpio.pin_factory) == ("v4l2", "lgpio")
+
+
+def test_a_driver_name_the_registry_does_not_know_is_refused_with_its_line(tmp_path):
+    text = GOOD.replace('driver = "folder"', 'driver = "picamera2"', 1)
+    line = text.splitlines().index(next(x for x in text.splitlines() if x.startswith('driver = "picamera2"'))) + 1
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, path="s.toml", home=tmp_path)
+    assert str(err.value) == f"s.toml:{line}: camera.driver: 'picamera2' not allowed; one of folder, v4l2, fake"
+    assert parse_config(GOOD.replace('driver = "folder"', 'driver = "fake"', 1), path="s.toml",
+                        home=tmp_path).camera.driver == "fake"

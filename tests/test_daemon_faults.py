@@ -322,21 +322,6 @@ def test_nearly_full_disk_warns_then_refuses_and_deletes_no_result(tmp_path, cap
 
 # ---- bad requests and failing hardware never wedge the loop -----------------------------------------------
 
-class BrokenCamera:
-    """A camera whose driver raises something unexpected, as a real one can (cv2.error, OSError, ...)."""
-
-    name = "broken"
-
-    def new_sample(self) -> None:
-        pass
-
-    def capture(self):
-        raise RuntimeError("VIDIOC_DQBUF: No such device")
-
-    def close(self) -> None:
-        pass
-
-
 def test_bad_sample_id_and_a_crashing_camera_are_answered_and_the_station_carries_on(tmp_path):
     rig = StationRig(tmp_path, photos=PHOTOS)
     sock = rig.home.control_socket
@@ -348,12 +333,21 @@ def test_bad_sample_id_and_a_crashing_camera_are_answered_and_the_station_carrie
         good = request(sock, {"cmd": "press", "wait": True, "sample": "S-" + "9" * 100})
         assert good["ok"] and [r["sample"] for r in good["results"]][0].startswith("S-999"), good
 
-        real_camera, st.daemon.camera = st.daemon.camera, BrokenCamera()
+        # The driver raises something unexpected, as a real one can (cv2.error, OSError, ...).
+        before = len(st.daemon.camera.captures)
+        st.daemon.camera.fail_next(RuntimeError("VIDIOC_DQBUF: No such device"))
         reply = request(sock, {"cmd": "press", "wait": True}, timeout=20)
         assert reply["ok"] is False and "VIDIOC_DQBUF" in reply["error"], reply
         assert st.daemon.panel.state == "refused"
 
-        st.daemon.camera = real_camera
+        # A DeviceError (no StationError since drivers/ stands alone) is refused with the driver's own words.
+        st.daemon.camera.fail_next("timeout")
+        reply = request(sock, {"cmd": "press", "wait": True}, timeout=20)
+        assert reply["ok"] is False and reply["error"].startswith("camera folder: no frame within"), reply
+        assert st.daemon.panel.state == "refused"
+
         assert request(sock, {"cmd": "press", "wait": True}, timeout=20)["ok"]  # not stuck "busy"
+        outcomes = [c.outcome for c in st.daemon.camera.captures[before:]]
+        assert outcomes[:2] == ["RuntimeError('VIDIOC_DQBUF: No such device')", "timeout"] and "ok" in outcomes[2:]
     finally:
         st.close()

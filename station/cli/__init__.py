@@ -8,7 +8,7 @@ import sys
 import traceback
 
 from station import __version__
-from station.errors import StationError
+from station.errors import DeviceError, StationError
 
 # One module per sub-command, each with add_parser(subparsers) and run(args) -> int.
 SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score", "assay_eval")
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except StationError as exc:
+    except (StationError, DeviceError) as exc:  # a device error is no StationError: drivers/ stands alone
         if os.environ.get("DEBUG"):
             traceback.print_exc()
         print(f"station {args.command}: error: {exc}", file=sys.stderr)

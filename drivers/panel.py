@@ -1,11 +1,14 @@
 # The operator panel: one button, green/amber/red LEDs and a buzzer on gpiozero (MockFactory in simulation).
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 
-from station.errors import DeviceError
+from drivers.errors import DeviceBusy, DeviceError, Unsupported
+
+PIN_FACTORY_ENV = "GPIOZERO_PIN_FACTORY"
 
 # (green, amber, red) as "on" | "off" | "blink" | "pulse", and beeps: how an operator tells states apart.
 INDICATIONS: dict[str, tuple[tuple[str, str, str], int]] = {
@@ -20,15 +23,22 @@ INDICATIONS: dict[str, tuple[tuple[str, str, str], int]] = {
 
 
 class Panel:
-    def __init__(self, cfg, on_press: Callable[[], None]):
-        """cfg is a GpioConfig. on_press runs on gpiozero's thread, so it must only post an event."""
+    def __init__(self, cfg, on_press: Callable[[], None], pins: str | None = None):
+        """cfg is a GpioConfig. on_press runs on gpiozero's thread, so it must only post an event.
+
+        pins names a pin factory that overrides both $GPIOZERO_PIN_FACTORY and the config: the fake panel
+        passes "mock" so a test never drives real pins.
+        """
         self._cfg = cfg
         self._on_press = on_press
         self._last_press = 0.0
         self._lock = threading.Lock()
         self.state = "idle"
+        self.pin_factory_name = pins or pin_factory_name(cfg.pin_factory)
+        device = f"GPIO ({self.pin_factory_name or 'gpiozero default'}, button pin {cfg.button_pin})"
         try:
-            self._factory = _pin_factory(cfg.pin_factory)
+            # None: the devices share gpiozero's Device.pin_factory, which gpiozero creates and closes itself.
+            self._factory = _pin_factory(self.pin_factory_name) if self.pin_factory_name else None
             from gpiozero import LED, Button, Buzzer
 
             f = self._factory
@@ -41,7 +51,7 @@ class Panel:
         except DeviceError:
             raise
         except Exception as exc:  # gpiozero raises many types (BadPinFactory, PinInvalidPin, GPIOPinInUse …)
-            raise DeviceError(f"GPIO ({cfg.pin_factory}, button pin {cfg.button_pin}): {exc}") from exc
+            raise _error_class(exc)(device, str(exc)) from exc
         self.button.when_pressed = self._pressed
         self.show("idle")
 
@@ -76,24 +86,36 @@ class Panel:
     def close(self) -> None:
         for dev in (self.button, self.green, self.amber, self.red, self.buzzer):
             dev.close()
-        self._factory.close()
+        if self._factory is not None:
+            self._factory.close()
+
+
+def pin_factory_name(configured: str | None) -> str | None:
+    """The pins to use: $GPIOZERO_PIN_FACTORY wins (the systemd unit sets it), then gpio.pin_factory.
+
+    None leaves the choice to gpiozero, which tries lgpio, rpigpio, pigpio and native in turn.
+    """
+    return os.environ.get(PIN_FACTORY_ENV) or configured or None
 
 
 def _pin_factory(name: str):
-    if name == "mock":
-        from gpiozero.pins.mock import MockFactory
+    # gpiozero's own registry of pin factories ("mock" is MockFactory), so a name means what it means to gpiozero.
+    from importlib.metadata import entry_points
 
-        return MockFactory()
-    if name == "lgpio":
-        from gpiozero.pins.lgpio import LGPIOFactory
+    found = {ep.name: ep for ep in entry_points(group="gpiozero_pin_factories")}
+    ep = found.get(name) or found.get(name.lower())
+    if ep is None:
+        # The config only lets known names through, so an unknown one almost always comes from the environment.
+        where = f"${PIN_FACTORY_ENV}=" if os.environ.get(PIN_FACTORY_ENV) == name else ""
+        raise Unsupported("GPIO", f"pin factory {where}{name!r} unknown; one of {', '.join(sorted(found))}")
+    return ep.load()()
 
-        return LGPIOFactory()
-    if name == "rpigpio":
-        from gpiozero.pins.rpigpio import RPiGPIOFactory
 
-        return RPiGPIOFactory()
-    if name == "native":
-        from gpiozero.pins.native import NativeFactory
+def _error_class(exc: Exception) -> type[DeviceError]:
+    from gpiozero import BadPinFactory, GPIOPinInUse
 
-        return NativeFactory()
-    raise DeviceError(f"gpio.pin_factory {name!r} unknown; one of mock, lgpio, rpigpio, native")
+    if isinstance(exc, GPIOPinInUse):
+        return DeviceBusy
+    if isinstance(exc, BadPinFactory):
+        return Unsupported
+    return DeviceError

@@ -1,0 +1,69 @@
+# Role + config name → driver: the one place that turns a config section into a device, importing it only then.
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from drivers.errors import Unsupported
+
+# Each factory takes the role's config section first, then the role's own arguments:
+#   camera(cfg: CameraConfig, resolve: Callable[[str], Path]) -> Camera
+#   panel(cfg: GpioConfig, on_press: Callable[[], None]) -> Panel
+# Imports stay inside the factories so that naming a driver never loads cv2 or gpiozero for another one.
+
+
+def _folder(cfg: Any, resolve: Callable) -> Any:
+    from drivers.camera.folder import FolderCamera
+
+    return FolderCamera(resolve(cfg.folder))
+
+
+def _v4l2(cfg: Any, resolve: Callable) -> Any:
+    from drivers.camera.v4l2 import V4L2Camera  # cv2 video I/O only where a real camera is used
+
+    return V4L2Camera(cfg.device, cfg.width, cfg.height, cfg.warmup_frames, cfg.jpeg_quality)
+
+
+def _gpiozero_panel(cfg: Any, on_press: Callable[[], None]) -> Any:
+    from drivers.panel import Panel
+
+    return Panel(cfg, on_press)
+
+
+def _fake_panel(cfg: Any, on_press: Callable[[], None]) -> Any:
+    from drivers.panel import Panel
+
+    return Panel(cfg, on_press, pins="mock")  # MockFactory even where $GPIOZERO_PIN_FACTORY names real pins
+
+
+# Order is the order errors list the names in. `fake` is every role's simulation, asked for by name; for the
+# camera it is the photograph-folder twin, which can also fail on request (FolderCamera.fail_next).
+# Later: third-party drivers (e.g. reader dialects) would be added here from an entry-point group, the way
+# gpiozero finds pin factories; not needed while every driver ships in this package.
+_ROLES: dict[str, dict[str, Callable[..., Any]]] = {
+    "camera": {"folder": _folder, "v4l2": _v4l2, "fake": _folder},
+    "panel": {"gpiozero": _gpiozero_panel, "fake": _fake_panel},
+}
+
+
+def roles() -> tuple[str, ...]:
+    return tuple(_ROLES)
+
+
+def names(role: str) -> tuple[str, ...]:
+    """The driver names a config may give for role (config.py builds its allowed choices from these)."""
+    if role not in _ROLES:
+        raise Unsupported("driver registry", f"role {role!r} unknown; one of {', '.join(_ROLES)}")
+    return tuple(_ROLES[role])
+
+
+def factory(role: str, name: str) -> Callable[..., Any]:
+    known = names(role)
+    if name not in known:
+        raise Unsupported(role, f"driver {name!r} unknown; one of {', '.join(known)}")
+    return _ROLES[role][name]
+
+
+def open_device(role: str, name: str, *args: Any) -> Any:
+    """Build the driver `name` for `role` from its config section and the role's arguments (see above)."""
+    return factory(role, name)(*args)
