@@ -52,6 +52,11 @@ class Checkpoints:
         self._last_t = time.monotonic()
         return msg
 
+    def uncountersigned(self) -> bytes | None:
+        """The latest checkpoint if the town has not countersigned it yet (published again on connect)."""
+        cp = self.journal.latest_checkpoint()
+        return cp.station_jws if cp is not None and cp.town_jws is None else None
+
     def countersigned(self, ack: Ack) -> None:
         """Keep the countersignature an ack carries for our latest checkpoint; refuse one that does not match."""
         cp: dict = ack.checkpoint  # type: ignore[assignment]

@@ -13,7 +13,8 @@ from station.clock import now_rfc3339
 from station.errors import StationError
 
 if TYPE_CHECKING:
-    from station.publisher import PublisherState
+    from station.journal import Journal
+    from station.publisher.reports import PublisherState
 
 
 def disk_usage(directory: Path) -> dict | None:
@@ -22,6 +23,15 @@ def disk_usage(directory: Path) -> dict | None:
     except OSError:
         return None
     return {"free_mb": u.free // 2**20, "used_pct": round(100.0 * u.used / u.total, 1) if u.total else None}
+
+
+def journal_fields(journal: Journal) -> dict[str, Any]:
+    """The outbox as the journal counts it, or nothing if the journal cannot say (the status goes out anyway)."""
+    try:
+        st = journal.stats()
+    except StationError:
+        return {}
+    return {"outbox": st.unacked, "quarantined": st.quarantined, "positives_unacked": st.positives_unacked}
 
 
 class StatusReport:

@@ -1,4 +1,4 @@
-# What the town sends the publisher: signed acks (checked against the journal) and resend commands.
+# What the town sends the publisher: signed acks (checked against the journal), resend commands; trusted time.
 from __future__ import annotations
 
 import logging
