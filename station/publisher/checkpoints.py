@@ -1,4 +1,7 @@
 # Station checkpoints: sign the journal head every so often, keep the town's countersignature when it comes.
+#
+# Threads
+#   worker  everything here: checkpoints use the worker's journal connection.
 from __future__ import annotations
 
 import time

@@ -1,4 +1,7 @@
 # The drain: send the journal to the broker in seq order over one session, and record what the broker PUBACKed.
+#
+# Threads
+#   worker  everything here: the drain uses the worker's journal connection.
 from __future__ import annotations
 
 import logging

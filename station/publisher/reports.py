@@ -1,4 +1,6 @@
 # What the publisher reports: events to the loop, its state to any caller, its health to the supervisor.
+#
+# Threads: none of its own; frozen values the worker builds and hands to the loop, callers and supervisor.
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,9 @@
 # One broker connection of the publisher: its paho client, per-connection drain state, callbacks, teardown.
+#
+# Threads
+#   worker  Session, publish, abandon: the worker thread only.
+#   paho    the callbacks attach_callbacks installs: they only post to the worker's inbox (and stamp
+#           the last PUBACK time), so no journal or session state is touched off the worker.
 from __future__ import annotations
 
 import collections

@@ -1,4 +1,6 @@
 # What the publisher is told: the [broker] table, the station identity, its files and tuning, in one frozen value.
+#
+# Threads: none of its own; a frozen value, built by the caller and read by every publisher thread.
 from __future__ import annotations
 
 import os

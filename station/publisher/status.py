@@ -1,4 +1,8 @@
 # The station's retained status message and last will: fields, payload, and when the next one is due.
+#
+# Threads
+#   any     StatusReport.update and get (Publisher.update_status): under the report's lock.
+#   worker  the rest: payload, will, due, published.
 from __future__ import annotations
 
 import json
