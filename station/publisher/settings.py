@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from station.mqtt_client import BrokerSettings
+if TYPE_CHECKING:
+    from station.mqtt_client import BrokerSettings  # a Protocol, needed for type checking only
 
 
 class Identity(Protocol):
