@@ -82,7 +82,7 @@ class Daemon:
         sdnotify.notify("READY=1", f"STATUS=idle, last seq {stats.last_seq}")
 
     def _make_publisher(self):
-        from station.publisher import Publisher
+        from station.publisher import Publisher, PublisherSettings
 
         trust = self.cfg.resolve(self.cfg.town.trust_key)
         trusted = trust.is_file()
@@ -90,12 +90,10 @@ class Daemon:
             # Without it no town ack is ever accepted: nothing counts as delivered and no photo becomes prunable.
             log.error("town.trust_key %s not found: town acknowledgements cannot be verified and will be ignored "
                       "(copy the town's JWK there)", trust)
-        return Publisher(
-            self.cfg.broker, self.cfg.station, self.key, self.home.journal,
-            str(trust) if trusted else None,
-            on_event=lambda ev: self.post(PublisherNote(ev)),
-            base_dir=self.cfg.home, clock_synced=clock.clock_synced, boot=self.boot,
-        )
+        settings = PublisherSettings.from_config(self.cfg.broker, self.cfg.station, self.home.journal,
+                                                 trust if trusted else None, base_dir=self.cfg.home, boot=self.boot)
+        return Publisher(settings, self.key, on_event=lambda ev: self.post(PublisherNote(ev)),
+                         clock_synced=clock.clock_synced)
 
     def stop(self) -> None:
         sdnotify.notify("STOPPING=1")

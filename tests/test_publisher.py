@@ -19,7 +19,7 @@ from station.demo import wait_for as demo_wait_for
 from station.journal import Journal
 from station.protocol import topics
 from station.protocol.messages import build_ack, build_resend, sha256_hex
-from station.publisher import Publisher
+from station.publisher import Publisher, PublisherSettings
 from station.town.listener import TownBroker, TownListener
 
 
@@ -84,8 +84,10 @@ def make_pub(kit, broker, events, town=True, **kw):
     cfg = BrokerConfig(url=broker.url, keepalive_s=5, max_payload_bytes=kw.pop("max_payload_bytes", 131072))
     kw.setdefault("reconnect_max_delay_s", 1)
     kw.setdefault("status_interval_s", 5)
-    p = Publisher(cfg, kit.ident, kit.key, kit.tmp / "journal.sqlite", str(kit.town_jwk) if town else None,
-                  on_event=events.put, **kw)
+    clock_synced = kw.pop("clock_synced", None)
+    settings = PublisherSettings.from_config(cfg, kit.ident, kit.tmp / "journal.sqlite",
+                                             str(kit.town_jwk) if town else None, **kw)
+    p = Publisher(settings, kit.key, on_event=events.put, clock_synced=clock_synced)
     return p
 
 
@@ -300,10 +302,10 @@ CHILD = textwrap.dedent("""
     import sys, time, json
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from station.config import BrokerConfig, StationIdentity
-    from station.publisher import Publisher
+    from station.publisher import Publisher, PublisherSettings
     ident = StationIdentity(id="st-0001", grid="changchun/nongan/halahai", key_serial=1)
-    p = Publisher(BrokerConfig(url=sys.argv[1], keepalive_s=5), ident, Ed25519PrivateKey.generate(),
-                  sys.argv[2], None, on_event=lambda ev: print(ev, flush=True))
+    p = Publisher(PublisherSettings.from_config(BrokerConfig(url=sys.argv[1], keepalive_s=5), ident, sys.argv[2]),
+                  Ed25519PrivateKey.generate(), on_event=lambda ev: print(ev, flush=True))
     p.start()
     time.sleep(600)
 """)
@@ -364,7 +366,7 @@ def test_supervisor_rebuilds_a_client_whose_network_thread_died(station_kit, loc
     pub.start()
     try:
         next_event(events, "connected")
-        s = pub._session
+        s = pub._worker.session
         s.client._thread_terminate = True      # simulate the paho thread dying silently
         ev = next_event(events, "rebuilt", timeout=10)
         assert "thread" in ev.detail
@@ -488,33 +490,23 @@ def test_broker_killed_mid_drain_nothing_lost_town_contiguous(station_kit, local
 
 
 def test_wedge_reason_names_each_kind_of_wedge():
-    import threading
-
-    from station.publisher.session import Session
+    from station.publisher.reports import Health
     from station.publisher.supervisor import wedge_reason
 
-    alive = threading.Event()
-    t = threading.Thread(target=alive.wait, daemon=True)
-    t.start()
-    ended = threading.Thread(target=lambda: None)
-    ended.start()
-    ended.join()
     limits = {"puback_timeout_s": 10.0, "connect_stuck_s": 600.0}
-    none = {"oldest_inflight_t": None, "last_puback_t": None, "inflight": 0, "connecting_since": None}
-    try:
-        up = Session(1, None, thread=t, connected=True)
-        assert wedge_reason(up, 100.0, **none, **limits) is None
-        assert wedge_reason(Session(1, None, thread=ended, connected=True), 100.0, **none, **limits) \
-            == "paho network thread died while connected"
-        stuck = {**none, "oldest_inflight_t": 50.0, "last_puback_t": 60.0, "inflight": 7}
-        assert wedge_reason(up, 71.0, **stuck, **limits) == "no PUBACK for 11 s with 7 in flight"
-        assert wedge_reason(up, 69.0, **stuck, **limits) is None     # a PUBACK 9 s ago: still moving
-        down = Session(1, None, thread=ended)
-        assert wedge_reason(down, 103.0, **{**none, "connecting_since": 100.0}, **limits) \
-            == "paho network thread ended before connecting"
-        assert wedge_reason(down, 101.0, **{**none, "connecting_since": 100.0}, **limits) is None
-        connecting = Session(1, None, thread=t)
-        assert wedge_reason(connecting, 701.0, **{**none, "connecting_since": 100.0}, **limits) \
-            == "no connection for 601 s"
-    finally:
-        alive.set()
+    up = Health(gen=1, connected=True, thread_alive=True)
+    assert wedge_reason(up, **limits) is None
+    assert wedge_reason(Health(gen=1, connected=True, thread_alive=False), **limits) \
+        == "paho network thread died while connected"
+    # oldest in flight sent at 50, last PUBACK at 60: seen at 71 and at 69
+    stuck = {"gen": 1, "connected": True, "thread_alive": True, "inflight": 7}
+    assert wedge_reason(Health(**stuck, oldest_inflight_age_s=21.0, last_puback_age_s=11.0), **limits) \
+        == "no PUBACK for 11 s with 7 in flight"
+    assert wedge_reason(Health(**stuck, oldest_inflight_age_s=19.0, last_puback_age_s=9.0), **limits) \
+        is None     # a PUBACK 9 s ago: still moving
+    # connecting since 100: the paho thread ended (seen at 103 and at 101), or alive but no CONNACK (at 701)
+    assert wedge_reason(Health(gen=1, thread_alive=False, connecting_for_s=3.0), **limits) \
+        == "paho network thread ended before connecting"
+    assert wedge_reason(Health(gen=1, thread_alive=False, connecting_for_s=1.0), **limits) is None
+    assert wedge_reason(Health(gen=1, thread_alive=True, connecting_for_s=601.0), **limits) \
+        == "no connection for 601 s"

@@ -10,7 +10,7 @@ from station.config import BrokerConfig
 from station.errors import BrokerURLError, TLSFileError
 from station.journal import Journal
 from station.protocol.mqtt import parse_broker_url, tls_context
-from station.publisher import Publisher
+from station.publisher import Publisher, PublisherSettings
 from station.town.listener import TownBroker, TownListener
 
 
@@ -26,9 +26,10 @@ def test_tls_end_to_end_with_client_certs_and_shipped_acl(station_kit, tls_broke
     town.start()
     assert town.wait_connected(10)
     events: queue.Queue = queue.Queue()
-    pub = Publisher(BrokerConfig(url=tls_broker.url, ca_file=str(tls_broker.ca_file), cert_file=str(st_cert.cert_file),
-                                 key_file=str(st_cert.key_file), keepalive_s=5),
-                    kit.ident, kit.key, kit.tmp / "journal.sqlite", str(kit.town_jwk), on_event=events.put)
+    broker = BrokerConfig(url=tls_broker.url, ca_file=str(tls_broker.ca_file), cert_file=str(st_cert.cert_file),
+                          key_file=str(st_cert.key_file), keepalive_s=5)
+    pub = Publisher(PublisherSettings.from_config(broker, kit.ident, kit.tmp / "journal.sqlite", str(kit.town_jwk)),
+                    kit.key, on_event=events.put)
     pub.start()
     try:
         deadline = time.monotonic() + 15
@@ -77,5 +78,5 @@ def test_tls_files_are_named(tmp_path):
 def test_publisher_names_missing_tls_file_at_construction(station_kit, tmp_path):
     kit = station_kit
     with pytest.raises(TLSFileError, match="missing.crt"):
-        Publisher(BrokerConfig(url="mqtts://h:8883", ca_file=str(tmp_path / "missing.crt")), kit.ident, kit.key,
-                  tmp_path / "j.sqlite", None)
+        broker = BrokerConfig(url="mqtts://h:8883", ca_file=str(tmp_path / "missing.crt"))
+        Publisher(PublisherSettings.from_config(broker, kit.ident, tmp_path / "j.sqlite"), kit.key)

@@ -13,7 +13,7 @@ import time
 from station.config import BrokerConfig
 from station.journal import Journal
 from station.protocol.wire import b64url_decode
-from station.publisher import Publisher
+from station.publisher import Publisher, PublisherSettings
 
 STATION = [sys.executable, "-c", "import sys; from station.town.cli import add_town_parser; import argparse;"
            "p = argparse.ArgumentParser(); s = p.add_subparsers(required=True); add_town_parser(s);"
@@ -51,9 +51,9 @@ def test_listen_subprocess_end_to_end_and_show_json(station_kit, local_broker, t
         deadline = time.monotonic() + 10
         while "connected" not in (line := listen.stderr.readline()):
             assert time.monotonic() < deadline and line, "listener did not connect"
-        pub = Publisher(BrokerConfig(url=local_broker.url, keepalive_s=5), kit.ident, kit.key,
-                        kit.tmp / "journal.sqlite", str(kit.tmp / "town-trusted.jwk"), on_event=events.put,
-                        clock_synced=lambda: True)
+        settings = PublisherSettings.from_config(BrokerConfig(url=local_broker.url, keepalive_s=5), kit.ident,
+                                                 kit.tmp / "journal.sqlite", str(kit.tmp / "town-trusted.jwk"))
+        pub = Publisher(settings, kit.key, on_event=events.put, clock_synced=lambda: True)
         pub.start()
         deadline = time.monotonic() + 15
         while j.acked_seq() < 20:

@@ -74,7 +74,7 @@ def build_ack(key: Ed25519PrivateKey, kid: str, station_path: str, acked_seq: in
 
 def verify_ack(message: bytes, town_key: Ed25519PublicKey | None, station_path: str) -> Ack:
     """Signature, typ, version, station path and field shapes. The head check against the journal is the
-    caller's (it needs the journal): see station.publisher.acks.TownReplies.ack."""
+    caller's (it needs the journal): see station.publisher.from_town.TownReplies.ack."""
     p = _verify("ack", message, town_key, ACK_TYP, station_path)
     seq = _int(p, "acked_seq", "ack", 1)
     head = p.get("head")

@@ -1,4 +1,7 @@
 # Station checkpoints: sign the journal head every so often, keep the town's countersignature when it comes.
+#
+# Threads
+#   worker  everything here: checkpoints use the worker's journal connection.
 from __future__ import annotations
 
 import time
@@ -51,6 +54,11 @@ class Checkpoints:
         self._cp_seq = last
         self._last_t = time.monotonic()
         return msg
+
+    def uncountersigned(self) -> bytes | None:
+        """The latest checkpoint if the town has not countersigned it yet (published again on connect)."""
+        cp = self.journal.latest_checkpoint()
+        return cp.station_jws if cp is not None and cp.town_jws is None else None
 
     def countersigned(self, ack: Ack) -> None:
         """Keep the countersignature an ack carries for our latest checkpoint; refuse one that does not match."""

@@ -1,4 +1,7 @@
 # The drain: send the journal to the broker in seq order over one session, and record what the broker PUBACKed.
+#
+# Threads
+#   worker  everything here: the drain uses the worker's journal connection.
 from __future__ import annotations
 
 import logging
@@ -13,7 +16,7 @@ from station.publisher.session import Emit, Session
 
 if TYPE_CHECKING:
     from station.journal import Entry, Journal
-    from station.publisher import PublisherState
+    from station.publisher.reports import PublisherState
 
 log = logging.getLogger("station.publisher")
 
@@ -61,6 +64,13 @@ class Drain:
         notice = build_withheld(self.key, self.kid, self.station_path, e.seq, e.msg_hash, len(e.message),
                                 reason[:200])
         s.publish(self.t_result, notice, -1)
+
+    def resend_withheld(self, s: Session) -> None:
+        """On connect: a withheld notice again for each quarantined result the town has not acknowledged."""
+        acked = self.journal.acked_seq()
+        for e in self.journal.quarantined():
+            if e.seq > acked:
+                self.send_withheld(s, e, e.quarantined or "quarantined")
 
     def run(self, s: Session) -> None:
         if time.monotonic() < s.drain_after:

@@ -1,4 +1,9 @@
 # One broker connection of the publisher: its paho client, per-connection drain state, callbacks, teardown.
+#
+# Threads
+#   worker  Session, publish, abandon: the worker thread only.
+#   paho    the callbacks attach_callbacks installs: they only post to the worker's inbox (and stamp
+#           the last PUBACK time), so no journal or session state is touched off the worker.
 from __future__ import annotations
 
 import collections
@@ -7,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
@@ -46,6 +51,19 @@ class Session:
             return False
         self.inflight[info.mid] = (seq, time.monotonic())
         return True
+
+    def subscribed(self, mid: int, reason_codes: list[Any], *, grace_s: float) -> Any:
+        """A SUBACK for one of ours; returns the first refusal among its reason codes, if any. Once the last
+        one is in, the drain may start after grace_s: the broker sends the retained ack first, and with it
+        the drain starts at the town's position instead of resending what the town already holds."""
+        if mid not in self.sub_mids:
+            return None
+        self.sub_mids.discard(mid)
+        bad = [rc for rc in reason_codes if rc.is_failure]
+        if not self.sub_mids:
+            self.subscribed_at = time.monotonic()
+            self.drain_after = min(self.drain_after, self.subscribed_at + grace_s)
+        return bad[0] if bad else None
 
 
 def attach_callbacks(client: mqtt.Client, post: Callable[..., None], puback_seen: Callable[[], None]) -> None:

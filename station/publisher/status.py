@@ -1,4 +1,8 @@
 # The station's retained status message and last will: fields, payload, and when the next one is due.
+#
+# Threads
+#   any     StatusReport.update and get (Publisher.update_status): under the report's lock.
+#   worker  the rest: payload, will, due, published.
 from __future__ import annotations
 
 import json
@@ -13,7 +17,8 @@ from station.errors import StationError
 from station.protocol.wire import now_rfc3339
 
 if TYPE_CHECKING:
-    from station.publisher import PublisherState
+    from station.journal import Journal
+    from station.publisher.reports import PublisherState
 
 
 def disk_usage(directory: Path) -> dict | None:
@@ -22,6 +27,15 @@ def disk_usage(directory: Path) -> dict | None:
     except OSError:
         return None
     return {"free_mb": u.free // 2**20, "used_pct": round(100.0 * u.used / u.total, 1) if u.total else None}
+
+
+def journal_fields(journal: Journal) -> dict[str, Any]:
+    """The outbox as the journal counts it, or nothing if the journal cannot say (the status goes out anyway)."""
+    try:
+        st = journal.stats()
+    except StationError:
+        return {}
+    return {"outbox": st.unacked, "quarantined": st.quarantined, "positives_unacked": st.positives_unacked}
 
 
 class StatusReport:

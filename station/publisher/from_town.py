@@ -1,4 +1,8 @@
-# What the town sends the publisher: signed acks (checked against the journal) and resend commands.
+# What the town sends the publisher: signed acks (checked against the journal), resend commands; trusted time.
+#
+# Threads
+#   worker  TownReplies and TrustedTime.saw_ack: acks and commands arrive through the worker's inbox.
+#   any     TrustedTime.now (Publisher.trusted_now): reads one tuple the worker replaces whole.
 from __future__ import annotations
 
 import logging
