@@ -6,17 +6,21 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
+from station.striptypes import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, StripType
 
-from station.assay import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, ImageScore, StripType
-from station.assay.debug import render_debug
-from station.decide.verdict import read_photo
+if TYPE_CHECKING:
+    import numpy as np
+
+    from station.assay.scores import ImageScore
 
 
 def read_image(path: str) -> tuple[np.ndarray | None, str | None]:
     """(BGR image, None) or (None, a one-line reason naming the file)."""
+    import cv2  # heavy imports here, so `station --help` works where OpenCV is broken
+    import numpy as np
+
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
@@ -30,6 +34,9 @@ def read_image(path: str) -> tuple[np.ndarray | None, str | None]:
 
 
 def score_file(path: str, strip_type: StripType, *, want_debug: bool = False) -> tuple[ImageScore, np.ndarray | None]:
+    from station.assay.scores import ImageScore
+    from station.decide.verdict import read_photo
+
     img, err = read_image(path)
     if img is None:
         return ImageScore([], strip_type.name, error=err), None
@@ -71,6 +78,10 @@ def _table(results: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    from station.assay.debug import render_debug
+
     st = BUILTIN_STRIP_TYPES[args.strip_type]
     want_debug = bool(args.debug_dir)
     if want_debug:
