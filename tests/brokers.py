@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 
 from station.certs import ClientCert
-from station.localbroker import LocalBroker
+from station.lab.broker import LocalBroker
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 from brokers import connect
 
 from station import certs
-from station.localbroker import MESSAGE_SIZE_LIMIT, TOWN_SERVER
+from station.lab.broker import MESSAGE_SIZE_LIMIT, TOWN_SERVER
 
 GRID = "d01/t01/v01"
 OWN = f"nongan/v1/{GRID}/st-0001"

@@ -11,22 +11,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from stationkit import (
-    StationRig,
-    check_journal,
-    check_journal_copy,
-    eventually,
-    press,
-    read_reply,
-    send_press,
-    shown_of,
-    town_show,
-)
+from stationkit import eventually, press, read_reply, send_press, shown_of
 
 from station.config import load_config
 from station.control import request
 from station.daemon import Daemon
 from station.journal import Journal
+from station.lab.rig import StationRig, check_journal, check_journal_copy, town_show
 from station.storage import DiskUsage
 
 # The first photograph in name order is served first after every daemon start: four cassettes, the

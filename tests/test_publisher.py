@@ -17,8 +17,8 @@ import pytest
 from station import topics
 from station.commands import build_ack, build_resend, sha256_hex
 from station.config import BrokerConfig
-from station.demo import wait_for as demo_wait_for
 from station.journal import Journal
+from station.lab.rig import wait_for as demo_wait_for
 from station.publisher import Publisher
 from station.town import TownBroker, TownListener
 

@@ -11,8 +11,10 @@ from station import __version__
 from station.errors import StationError
 
 # One module per sub-command, each with add_parser(subparsers) and run(args) -> int.
-SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score", "assay_eval", "town",
-               "certs")
+SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score", "town", "certs")
+# Sub-commands from the lab wing, which needs a checkout (it is left out of the Pi wheel): registered when
+# the parser is built, and simply absent where station.lab is not installed.
+LAB_SUBCOMMANDS = ("station.lab.assay_eval",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"station.cli.{name}").add_parser(sub)
+    for module in LAB_SUBCOMMANDS:
+        try:
+            importlib.import_module(module).add_parser(sub)
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("station.lab", module):
+                raise
     return parser
 
 

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from station.assay.striptype import BUILTIN_STRIP_TYPES
-from station.photogen.cassette import render_cassette
-from station.photogen.scene import geometry_of
+from station.lab.photogen.cassette import render_cassette
+from station.lab.photogen.scene import geometry_of
 
 
 def _low_freq_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from station.assay.striptype import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, StripType
-from station.photogen.cassette import GOLD_ABSORBANCE_BGR, line_area
+from station.lab.photogen.cassette import GOLD_ABSORBANCE_BGR, line_area
 
 RESOLUTIONS = ((1280, 960), (1640, 1232), (2028, 1520), (1600, 1200), (1920, 1440))
 CASSETTE_FAULTS = ("glare", "no_c", "faint_c", "cut_off", "tilted", "face_down", "reversed")
