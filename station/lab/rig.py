@@ -13,9 +13,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 from station import signing
 from station.config import load_config
@@ -29,11 +31,13 @@ STATION_ID, GRID = "st-0001", "nongan/hetao/xinmin"
 # Four cassettes in one photograph plus two singles: a press yields 4, 1 or 1 results.
 CHAOS_PHOTOS = ("four-cassettes.jpg", "negative.jpg", "positive.jpg")
 PRESS_TIMEOUT_S = 30.0
+T = TypeVar("T")
 
 
 # ---- child processes of `python -m station` ---------------------------------------------------------------
 
 def station_cmd(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python -m station ARGS` to completion, output captured; StationError with its message if it fails."""
     done = subprocess.run([sys.executable, "-m", "station", *args], capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
         raise StationError(f"`station {' '.join(args)}` failed: {done.stderr.strip() or done.stdout.strip()}")
@@ -41,6 +45,7 @@ def station_cmd(*args: str, check: bool = True, timeout: float = 60) -> subproce
 
 
 def spawn(name: str, args: list[str], logdir: Path) -> subprocess.Popen:
+    """`python -m station ARGS` in the background, stdout and stderr to logdir/NAME.log."""
     log = open(logdir / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
     return subprocess.Popen([sys.executable, "-m", "station", *args], stdout=log, stderr=subprocess.STDOUT)
 
@@ -59,7 +64,7 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | 
     return proc.returncode
 
 
-def wait_for(pred, timeout: float = 10.0, what: str = "condition", interval: float = 0.2):
+def wait_for(pred: Callable[[], T], timeout: float = 10.0, what: str = "condition", interval: float = 0.2) -> T:
     """Poll pred until it returns something truthy, and return that; fail naming `what` if it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
