@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
-from station.localbroker import LocalBroker
+from station.lab.broker import LocalBroker
 from station.town.ca import ClientCert
 
 

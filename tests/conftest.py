@@ -1,10 +1,10 @@
 # Shared pytest fixtures: real brokers and other real parts used across test modules.
 from __future__ import annotations
 
-# --- Broker fixtures (station/localbroker.py): real mosquitto processes on loopback ---
+# --- Broker fixtures (station/lab/broker.py): real mosquitto processes on loopback ---
 import pytest
 
-from station.localbroker import LocalBroker
+from station.lab.broker import LocalBroker
 
 
 @pytest.fixture

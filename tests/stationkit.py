@@ -1,25 +1,14 @@
-# Helpers for tests that drive the real station daemon and town listener as subprocesses (rig from station.chaos).
+# Test-only helpers around a daemon run by station.lab.rig: raw presses on the control socket, replies, waits.
 from __future__ import annotations
 
 import json
 import socket
 from pathlib import Path
 
-from station.chaos import (
-    DaemonProcess,
-    JournalReport,
-    StationRig,
-    TownProcess,
-    check_journal,
-    check_journal_copy,
-    town_show,
-)
 from station.control import request
-from station.demo import wait_for
-from station.errors import DaemonRefused
+from station.lab.rig import wait_for
 
-__all__ = ["DaemonProcess", "DaemonRefused", "JournalReport", "StationRig", "TownProcess", "check_journal",
-           "check_journal_copy", "town_show", "eventually", "press", "send_press", "read_reply", "shown_of"]
+__all__ = ["eventually", "press", "send_press", "read_reply", "shown_of"]
 
 # Tests fail with the station's own "timed out after N s waiting for <what>".
 eventually = wait_for

@@ -1,7 +1,7 @@
 # The assay-eval metrics: matching, error statistics and gate rates computed from known inputs.
 import pytest
 
-from station.assay.metrics import compute, match
+from station.lab.metrics import compute, match
 
 
 def cassette(x, tc=0.5, faults=(), c_peak=0.4, visible=True):

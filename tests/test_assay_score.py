@@ -6,7 +6,7 @@ import pytest
 
 from station.assay import BUILTIN_STRIP_TYPES
 from station.decide.verdict import read_photo
-from station.photogen import random_scene, render
+from station.lab.photogen import random_scene, render
 
 GENERIC = BUILTIN_STRIP_TYPES["pesticide-generic"]
 
@@ -147,7 +147,7 @@ def test_garbage_input_gives_an_error_not_an_exception():
 def test_one_strip_rephotographed_reads_the_same():
     import copy
 
-    from station.photogen.scene import random_cassette
+    from station.lab.photogen.scene import random_cassette
 
     strip = random_cassette(np.random.default_rng(70), GENERIC, tc=0.8, c_peak=0.4)
     ratios = []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from station import attacks
+from station.lab import attacks
 from station.protocol.wire import message_hash
 from station.town.listener import TownBroker, TownListener
 from station.town.store import TownStore

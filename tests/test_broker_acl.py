@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from brokers import connect
 
-from station.localbroker import MESSAGE_SIZE_LIMIT, TOWN_SERVER
+from station.lab.broker import MESSAGE_SIZE_LIMIT, TOWN_SERVER
 from station.town import ca as certs
 
 GRID = "d01/t01/v01"

@@ -27,7 +27,7 @@ def one_line_error(done: subprocess.CompletedProcess, *needles: str) -> None:
 def home(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    (photos / "a.jpg").write_bytes(resources.files("station").joinpath("samples/negative.jpg").read_bytes())
+    (photos / "a.jpg").write_bytes(resources.files("station.lab").joinpath("samples/negative.jpg").read_bytes())
     h = tmp_path / "home"
     done = station("init", "--home", str(h), "--station", "st-0001", "--grid", "d/t/v", "--sim-images", str(photos))
     assert done.returncode == 0, done.stderr

@@ -11,23 +11,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from stationkit import (
-    StationRig,
-    check_journal,
-    check_journal_copy,
-    eventually,
-    press,
-    read_reply,
-    send_press,
-    shown_of,
-    town_show,
-)
+from stationkit import eventually, press, read_reply, send_press, shown_of
 
 from station.app import Daemon
 from station.config import load_config
 from station.control import request
 from station.events import Stop
 from station.journal import Journal
+from station.lab.rig import StationRig, check_journal, check_journal_copy, town_show
 from station.photos import DiskUsage
 
 # The first photograph in name order is served first after every daemon start: four cassettes, the

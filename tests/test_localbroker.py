@@ -4,13 +4,16 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import tomllib
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from brokers import connect
 
+import station
 from station.errors import BrokerError, BrokerNotInstalled
-from station.localbroker import MESSAGE_SIZE_LIMIT, SHIPPED_CONF, LocalBroker, render_shipped
+from station.lab.broker import MESSAGE_SIZE_LIMIT, SHIPPED_ACL, SHIPPED_CONF, LocalBroker, render_shipped
 
 
 def _refused(port: int) -> bool:
@@ -149,6 +152,15 @@ def test_drift_in_the_shipped_config_is_caught(tmp_path):
     conf.write_text(SHIPPED_CONF.read_text().replace("listener 8883", "listener 8884"))
     with pytest.raises(BrokerError, match="'listener 8883' exactly once, found 0"):
         render_shipped({"listener 8883": "listener 1"}, conf)
+
+
+def test_the_shipped_config_is_package_data_of_the_town():
+    # Found inside the package, not the checkout, and declared as package data, so an installed package has it.
+    town = Path(station.__file__).parent / "town" / "mosquitto"
+    assert (SHIPPED_CONF, SHIPPED_ACL) == (town / "town-broker.conf", town / "town-broker.acl")
+    assert SHIPPED_CONF.is_file() and SHIPPED_ACL.is_file()
+    pyproject = tomllib.loads((Path(station.__file__).parents[1] / "pyproject.toml").read_text())
+    assert "mosquitto/*" in pyproject["tool"]["setuptools"]["package-data"]["station.town"]
 
 
 def test_client_certificates_need_tls_mode(local_broker):

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from station.photogen import CASSETTE_FAULTS, SCENE_FAULTS, random_scene, render, render_jpeg
-from station.photogen.cassette import line_area, membrane_absorbance
+from station.lab.photogen import CASSETTE_FAULTS, SCENE_FAULTS, random_scene, render, render_jpeg
+from station.lab.photogen.cassette import line_area, membrane_absorbance
 
 
 def test_same_seed_same_photograph():

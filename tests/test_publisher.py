@@ -15,8 +15,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from station.config import BrokerConfig
-from station.demo import wait_for as demo_wait_for
 from station.journal import Journal
+from station.lab.rig import wait_for as demo_wait_for
 from station.protocol import topics
 from station.protocol.messages import build_ack, build_resend, sha256_hex
 from station.publisher import Publisher, PublisherSettings

@@ -7,10 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from station.cli import assay_eval, score
-from station.photogen import random_scene, render_jpeg
+from station.cli import score
+from station.lab import assay_eval
+from station.lab.photogen import random_scene, render_jpeg
 
-SAMPLES = Path(score.__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(assay_eval.__file__).resolve().parent / "samples"
 
 
 def cli(argv):
@@ -106,6 +107,12 @@ def test_assay_eval_generates_and_reports_every_metric(tmp_path, capsys):
     assert report["images"] == 30
     assert rc in (0, 1)
     assert len(list((tmp_path / "set").glob("*.json"))) == 30
+
+
+def test_station_command_registers_the_lab_assay_eval():
+    from station.cli import build_parser
+
+    assert build_parser().parse_args(["assay-eval", "somewhere"]).func is assay_eval.run
 
 
 def test_assay_eval_refuses_a_folder_without_labels(tmp_path, capsys):

@@ -13,7 +13,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from station.demo import run_demo, spawn, station_cmd, town_results, wait_for
+from station.lab.demo import run_demo, town_results
+from station.lab.rig import spawn, station_cmd, wait_for
 from station.protocol import result as records
 from station.protocol import signing
 
@@ -25,7 +26,7 @@ def rig(tmp_path, local_broker):
     """A station home on the bundled photographs, a town listener and the daemon, all as real processes."""
     photos = tmp_path / "photos"
     photos.mkdir()
-    samples = resources.files("station").joinpath("samples")
+    samples = resources.files("station.lab").joinpath("samples")
     for i, name in enumerate(PHOTOS):
         (photos / f"{i}-{name}").write_bytes(samples.joinpath(name).read_bytes())
     town = tmp_path / "town"

@@ -11,10 +11,12 @@ from station import __version__
 from station.errors import DeviceError, StationError
 
 # One module per sub-command, each with add_parser(subparsers) and run(args) -> int.
-SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score", "assay_eval")
+SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score")
 # Sub-commands of the wings the firmware never imports: (module, registering function). They are imported only
-# in build_parser, so `import station.cli` loads no wing.
-WING_SUBCOMMANDS = (("station.town.cli", "add_town_parser"), ("station.town.cli", "add_certs_parser"))
+# in build_parser, so `import station.cli` loads no wing. The lab needs a checkout (it is left out of the Pi
+# wheel), so its sub-commands are simply absent where station.lab is not installed.
+WING_SUBCOMMANDS = (("station.town.cli", "add_town_parser"), ("station.town.cli", "add_certs_parser"),
+                    ("station.lab.assay_eval", "add_parser"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMANDS:
         importlib.import_module(f"station.cli.{name}").add_parser(sub)
     for module, register in WING_SUBCOMMANDS:
-        getattr(importlib.import_module(module), register)(sub)
+        try:
+            getattr(importlib.import_module(module), register)(sub)
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("station.lab", module) or not module.startswith("station.lab"):
+                raise
     return parser
 
 

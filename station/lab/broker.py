@@ -10,15 +10,20 @@ import socket
 import ssl
 import subprocess
 import time
+from importlib import resources
 from pathlib import Path
 
 from station.errors import BrokerError, BrokerNotInstalled
 from station.town import ca as certs
 from station.town.ca import ClientCert
 
-_REPO = Path(__file__).resolve().parents[1]
-SHIPPED_CONF = _REPO / "systemd" / "mosquitto" / "town-broker.conf"
-SHIPPED_ACL = _REPO / "systemd" / "mosquitto" / "town-broker.acl"
+# The town broker's config ships as package data of the town (station/town/mosquitto/), so a checkout and an
+# installed package find the very files a town installs. Anchored on `station`, not `station.town`, so it
+# holds whether station.town is a module or a package; mosquitto is handed real paths, which pip's
+# unpacked installs give.
+_SHIPPED_DIR = Path(str(resources.files("station.town").joinpath("mosquitto")))
+SHIPPED_CONF = _SHIPPED_DIR / "town-broker.conf"
+SHIPPED_ACL = _SHIPPED_DIR / "town-broker.acl"
 # Broker-side cap on one PUBLISH payload (the shipped town config says the same; a test keeps them equal).
 # The station's client-side cap must stay below it, because Mosquitto drops oversized QoS 1 messages
 # silently for MQTT 3.1.1 clients while still sending PUBACK.
@@ -94,7 +99,7 @@ def render_shipped(substitutions: dict[str, str], conf: Path = SHIPPED_CONF) -> 
         count = sum(1 for line in lines if line.strip() == old)
         if count != 1:
             raise BrokerError(f"{conf}: expected the line {old!r} exactly once, found {count}; "
-                              "update shipped_substitutions() in station/localbroker.py with it")
+                              "update shipped_substitutions() in station/lab/broker.py with it")
     return "\n".join(substitutions.get(line.strip(), line) for line in lines) + "\n"
 
 

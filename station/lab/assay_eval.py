@@ -8,9 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from station.assay import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE
-from station.assay.metrics import compute
-from station.cli.score import score_file
+from station.striptypes import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE
 
 
 def add_parser(sub) -> None:
@@ -34,7 +32,7 @@ def _progress(args: argparse.Namespace, msg: str) -> None:
 
 
 def _generate(args: argparse.Namespace, out: Path) -> None:
-    from station.photogen.dataset import generate
+    from station.lab.photogen.dataset import generate
 
     seed = args.seed if args.seed is not None else int(time.time())
     out.mkdir(parents=True, exist_ok=True)
@@ -47,6 +45,9 @@ def _generate(args: argparse.Namespace, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from station.cli.score import score_file  # OpenCV: imported when the command runs, not when parsing
+    from station.lab.metrics import compute
+
     folder = args.out or args.dir
     if not folder:
         print("station assay-eval: give DIR (or --out DIR with --generate N)", file=sys.stderr)

@@ -8,8 +8,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from station.photogen.cassette import render_cassette
-from station.photogen.scene import geometry_of
+from station.lab.photogen.cassette import render_cassette
+from station.lab.photogen.scene import geometry_of
 from station.striptypes import BUILTIN_STRIP_TYPES
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -13,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from station.errors import StationError
+from station.lab.rig import spawn, station_cmd, stop_process, wait_for
 from station.protocol import signing
 
 STATION, GRID = "st-0001", "nongan/hetao/xinmin"
@@ -22,59 +22,22 @@ def say(msg: str) -> None:
     print(f"demo: {msg}", flush=True)
 
 
-def station_cmd(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "station", *args], capture_output=True, text=True, timeout=timeout)
-    if check and done.returncode != 0:
-        raise StationError(f"`station {' '.join(args)}` failed: {done.stderr.strip() or done.stdout.strip()}")
-    return done
-
-
-def spawn(name: str, args: list[str], logdir: Path) -> subprocess.Popen:
-    log = open(logdir / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
-    return subprocess.Popen([sys.executable, "-m", "station", *args], stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
-    """SIGTERM (a clean stop), SIGKILL if it does not exit in time; returns the exit status."""
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
-
-
-def wait_for(pred, timeout: float = 10.0, what: str = "condition", interval: float = 0.2):
-    """Poll pred until it returns something truthy, and return that; fail naming `what` if it never does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(interval)
-    raise StationError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def sample_photos(dest: Path) -> int:
     """The bundled photographs become the simulated camera's folder."""
     dest.mkdir(parents=True, exist_ok=True)
     n = 0
-    for item in sorted(resources.files("station").joinpath("samples").iterdir(), key=lambda p: p.name):
+    for item in sorted(resources.files("station.lab").joinpath("samples").iterdir(), key=lambda p: p.name):
         if item.name.endswith(".jpg"):
             (dest / item.name).write_bytes(item.read_bytes())
             n += 1
     if not n:
-        raise StationError("no bundled sample photographs in station/samples (run scripts/gen-samples)")
+        raise StationError("no bundled sample photographs in station/lab/samples (run scripts/gen-samples)")
     return n
 
 
 def start_broker(work: Path):
     from station.errors import BrokerError
-    from station.localbroker import LocalBroker
+    from station.lab.broker import LocalBroker
 
     try:
         return LocalBroker(work / "broker").start()

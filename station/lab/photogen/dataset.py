@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from station.photogen.render import render_jpeg
-from station.photogen.scene import RESOLUTIONS, random_cassette, random_scene
+from station.lab.photogen.render import render_jpeg
+from station.lab.photogen.scene import RESOLUTIONS, random_cassette, random_scene
 from station.striptypes import BUILTIN_STRIP_TYPES
 
 # Share of the set per kind; "repeat" photographs come in groups of REPEATS of the same strip.

@@ -7,7 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from station.photogen.cassette import GOLD_ABSORBANCE_BGR, line_area
+from station.lab.photogen.cassette import GOLD_ABSORBANCE_BGR, line_area
 from station.striptypes import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, StripType
 
 RESOLUTIONS = ((1280, 960), (1640, 1232), (2028, 1520), (1600, 1200), (1920, 1440))

@@ -1,0 +1,1 @@
+# Proof and demo tools (rig, chaos, demo, attacks, private broker, photogen, assay metrics); need a checkout.
