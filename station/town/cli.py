@@ -33,6 +33,14 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--client-id", help="MQTT client id (default: stable per --db, so the broker session resumes)")
     lp.add_argument("--resend-after", type=float, default=15.0, metavar="S",
                     help="ask a station to resend a gap that persists this long (default 15)")
+    lp.add_argument("--webhook", action="append", default=[], metavar="URL[,FORMAT]",
+                    help="send alerts here (repeatable); FORMAT json (default), wecom, wecom-text, dingtalk, "
+                    "dingtalk-text")
+    lp.add_argument("--webhook-rate", type=int, default=20, metavar="N",
+                    help="messages per minute per webhook before alerts are aggregated (default 20, the robots' "
+                    "limit)")
+    lp.add_argument("--silent-after", type=float, metavar="S",
+                    help="raise a 'silent' alert for a station that sent nothing for S seconds (default: off)")
     lp.add_argument("--duration", type=float, metavar="S", help="exit after S seconds (demos, tests)")
     lp.add_argument("-v", "--verbose", action="store_true", help="log every stored/duplicate message too")
     lp.set_defaults(func=run_listen)
@@ -61,7 +69,13 @@ def run_pubkey(args: argparse.Namespace) -> int:
 def run_listen(args: argparse.Namespace) -> int:
     from station.town.listener import TownBroker, TownListener
     from station.town.trust import load_or_create_town_key
+    from station.town.webhooks import Webhook
 
+    hooks = [Webhook.parse(w, args.webhook_rate) for w in args.webhook]
+    if args.webhook_rate < 1:
+        raise StationError(f"--webhook-rate {args.webhook_rate}: must be at least 1 message per minute")
+    if args.silent_after is not None and args.silent_after <= 0:
+        raise StationError(f"--silent-after {args.silent_after}: must be a positive number of seconds")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s town %(levelname)s %(message)s")
     logging.getLogger("station.town").setLevel(logging.INFO)
@@ -75,7 +89,8 @@ def run_listen(args: argparse.Namespace) -> int:
 
     listener = TownListener(
         TownBroker(args.broker, args.ca, args.cert, args.key_file, client_id=args.client_id),
-        args.trust, args.db, key, args.kid, resend_after_s=args.resend_after, on_outcome=outcome)
+        args.trust, args.db, key, args.kid, resend_after_s=args.resend_after, on_outcome=outcome,
+        webhooks=hooks, silent_after_s=args.silent_after)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
