@@ -52,6 +52,16 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--trust", metavar="DIR", help="re-verify every stored signature against these keys now")
     sp.set_defaults(func=run_show)
 
+    rp = tsub.add_parser("report", help="the month's report (月报) per station: .csv, .xlsx or .pdf")
+    rp.add_argument("--db", required=True, metavar="FILE", help="town SQLite database")
+    rp.add_argument("--month", required=True, metavar="YYYY-MM", help="the month, in --tz (default Asia/Shanghai)")
+    who = rp.add_mutually_exclusive_group()
+    who.add_argument("--village", metavar="NAME", help="only this village (name or district/town/village)")
+    who.add_argument("--station", metavar="ID", help="only this station (id or full path)")
+    rp.add_argument("--out", required=True, metavar="FILE", help="report.csv | report.xlsx | report.pdf")
+    rp.add_argument("--tz", default="Asia/Shanghai", help="time zone the month is counted in")
+    rp.set_defaults(func=run_report)
+
     kp = tsub.add_parser("pubkey", help="print the town public key as a JWK for stations to trust")
     kp.add_argument("--key", required=True, metavar="FILE", help="town signing key (created 0600 if missing)")
     kp.add_argument("--kid", default="town/1")
@@ -125,6 +135,16 @@ def run_show(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
         print_holdings(out)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from station.town import monthly, report_files
+
+    report = monthly.build(args.db, args.month, village=args.village, station=args.station, tz_name=args.tz)
+    out = report_files.write(report, args.out)
+    print(f"{out}: {len(report.stations)} stations, {report.total('tests')} tests, "
+          f"{report.total('positives')} positives in {report.month}")
     return 0
 
 
