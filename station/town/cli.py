@@ -62,6 +62,16 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--tz", default="Asia/Shanghai", help="time zone the month is counted in")
     rp.set_defaults(func=run_report)
 
+    vp = tsub.add_parser("serve", help="read-only dashboard (Chinese UI): stations, today's results, search, "
+                         "receipt check")
+    vp.add_argument("--db", required=True, metavar="FILE", help="town SQLite database")
+    vp.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT",
+                    help="where to listen (default 127.0.0.1:8080: this machine only)")
+    vp.add_argument("--trust", metavar="DIR", help="station public keys: re-verify signatures on every result page")
+    vp.add_argument("--tz", default="Asia/Shanghai", help="time zone of 'today' and of the times shown")
+    vp.add_argument("--duration", type=float, metavar="S", help="exit after S seconds (demos, tests)")
+    vp.set_defaults(func=run_serve)
+
     kp = tsub.add_parser("pubkey", help="print the town public key as a JWK for stations to trust")
     kp.add_argument("--key", required=True, metavar="FILE", help="town signing key (created 0600 if missing)")
     kp.add_argument("--kid", default="town/1")
@@ -145,6 +155,25 @@ def run_report(args: argparse.Namespace) -> int:
     out = report_files.write(report, args.out)
     print(f"{out}: {len(report.stations)} stations, {report.total('tests')} tests, "
           f"{report.total('positives')} positives in {report.month}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from station.town.trust import TrustStore
+    from station.town.web import Dashboard, parse_http
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s town %(levelname)s %(message)s")
+    host, port = parse_http(args.http)
+    trust = TrustStore.load(args.trust) if args.trust else None
+    app = Dashboard(args.db, host, port, trust, args.tz)
+    print(f"dashboard: {app.url}/  (read-only, database {args.db})", file=sys.stderr, flush=True)
+    stopper = threading.Thread(target=app.serve_forever, name="dashboard", daemon=True)
+    stopper.start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait(args.duration)
+    app.stop()
     return 0
 
 
