@@ -62,6 +62,17 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--tz", default="Asia/Shanghai", help="time zone the month is counted in")
     rp.set_defaults(func=run_report)
 
+    ep = tsub.add_parser("export", help="the month's results as a provincial platform's batch file")
+    ep.add_argument("--db", required=True, metavar="FILE", help="town SQLite database")
+    ep.add_argument("--month", required=True, metavar="YYYY-MM")
+    ewho = ep.add_mutually_exclusive_group()
+    ewho.add_argument("--village", metavar="NAME", help="only this village (name or district/town/village)")
+    ewho.add_argument("--station", metavar="ID", help="only this station (id or full path)")
+    ep.add_argument("--adapter", default="nyt4712-json", help="batch format (default nyt4712-json)")
+    ep.add_argument("--out", required=True, metavar="FILE")
+    ep.add_argument("--tz", default="Asia/Shanghai")
+    ep.set_defaults(func=run_export)
+
     vp = tsub.add_parser("serve", help="read-only dashboard (Chinese UI): stations, today's results, search, "
                          "receipt check")
     vp.add_argument("--db", required=True, metavar="FILE", help="town SQLite database")
@@ -155,6 +166,15 @@ def run_report(args: argparse.Namespace) -> int:
     out = report_files.write(report, args.out)
     print(f"{out}: {len(report.stations)} stations, {report.total('tests')} tests, "
           f"{report.total('positives')} positives in {report.month}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from station.town.export import export
+
+    n = export(args.db, args.month, args.adapter, args.out, village=args.village, station=args.station,
+               tz_name=args.tz)
+    print(f"{args.out}: {n} results of {args.month} as {args.adapter}")
     return 0
 
 

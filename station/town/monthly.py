@@ -95,7 +95,7 @@ class MonthReport:
         return sum(getattr(s, name) for s in self.stations)
 
 
-def _selected(path: str, village: str | None, station: str | None) -> bool:
+def selected(path: str, village: str | None, station: str | None) -> bool:
     parts = path.split("/")
     if station and station not in (path, parts[-1]):
         return False
@@ -119,7 +119,7 @@ def build(db_path: str | Path, month: str, *, village: str | None = None, statio
         db.close()
 
 
-def _when(body: dict, received_at: str) -> datetime | None:
+def when_read(body: dict, received_at: str) -> datetime | None:
     """When the result was read: the station's stamp if its clock was synced, else when the town received it."""
     t = body.get("time") if isinstance(body.get("time"), dict) else {}
     return (_stamp(t.get("read_at")) if t.get("clock_synced") is True else None) or _stamp(received_at)
@@ -135,7 +135,7 @@ def _build(db: sqlite3.Connection, month: str, tz_name: str, tz: tzinfo, start: 
         " OR (read_at >= ? AND read_at < ?)", (lo, hi, lo, hi)).fetchall()
     stations: dict[str, StationMonth] = {}
     for (path,) in db.execute("SELECT station FROM stations UNION SELECT station FROM results"):
-        if _selected(path, village, station):
+        if selected(path, village, station):
             stations[path] = StationMonth(path)
     if station and not stations:
         raise TownOptionError(f"--station {station!r}: no such station in the database")
@@ -151,7 +151,7 @@ def _build(db: sqlite3.Connection, month: str, tz_name: str, tz: tzinfo, start: 
             body = unverified_payload(bytes(message))   # verified at receipt; `town show --trust` re-verifies
         except SignatureError:
             continue
-        when = _when(body, received_at) if kind == "result" else _stamp(received_at)
+        when = when_read(body, received_at) if kind == "result" else _stamp(received_at)
         if when is None or not start <= when < end:
             continue
         if kind != "result":
@@ -185,7 +185,7 @@ def _earlier_tests(db: sqlite3.Connection, month_rows: list, start: datetime) ->
                 body = unverified_payload(bytes(message))
             except SignatureError:
                 continue
-            when = _when(body, received_at)
+            when = when_read(body, received_at)
             if when is not None and when < start:
                 out[((body.get("sample") or {}).get("id"), (body.get("strip") or {}).get("analyte"))].append(
                     body.get("verdict"))
