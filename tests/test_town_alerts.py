@@ -245,3 +245,34 @@ def test_webhook_parsing_and_formats():
         Webhook.parse("ftp://h/x")
     a = alerts.Alert(1, "silent", "d/t/v/st-1", None, "2026-11-24T00:00:00Z", {"last_seen": "x"})
     assert json.loads(body(Webhook("http://h", "wecom-text"), [a]))["text"]["content"].startswith("【检测站失联】")
+
+
+def test_listen_command_sends_positive_and_silence_alerts(station_kit, local_broker, tmp_path):
+    """`station town listen --webhook … --silent-after 2` as a user runs it (a subprocess)."""
+    import subprocess
+    import sys
+
+    kit = station_kit
+    rx = Receiver()
+    listen = subprocess.Popen([sys.executable, "-m", "station", "town", "listen", "--broker", local_broker.url,
+                               "--trust", str(kit.trust_dir), "--db", str(tmp_path / "town.db"),
+                               "--webhook", f"{rx.url},json", "--silent-after", "2"],
+                              stderr=subprocess.PIPE, text=True)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    try:
+        deadline = time.monotonic() + 15
+        while "connected" not in (line := listen.stderr.readline()):
+            assert time.monotonic() < deadline and line, "listener did not connect"
+        pub.connect(local_broker.host, local_broker.port)
+        pub.loop_start()
+        time.sleep(0.5)
+        (m1,) = chain(kit, ["positive"])
+        pub.publish(rtopic(kit), m1, qos=1).wait_for_publish(5)
+        until(lambda: [g for g in rx.got if g[1]["kind"] == "silent"], 20, "the silence alert")
+        got = [g[1]["kind"] for g in rx.got]
+        assert got[0] == "positive" and got.count("silent") == 1, got
+    finally:
+        pub.loop_stop()
+        listen.terminate()
+        listen.wait(10)
+        rx.close()

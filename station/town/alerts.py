@@ -123,8 +123,11 @@ def silent_alerts(db: sqlite3.Connection, silent_after_s: float, now: float) -> 
     """Stations whose last message is older than silent_after_s: one alert per silence (keyed by last_seen)."""
     cutoff = now_rfc3339(now - silent_after_s)
     out = []
-    for station, last_seen in db.execute("SELECT station, last_seen FROM stations WHERE last_seen IS NOT NULL "
-                                         "AND last_seen < ?", (cutoff,)).fetchall():
+    # Already-alerted silences are filtered here, so the check (every second) writes nothing until one begins.
+    for station, last_seen in db.execute(
+            "SELECT station, last_seen FROM stations s WHERE last_seen IS NOT NULL AND last_seen < ? AND NOT EXISTS "
+            "(SELECT 1 FROM alerts a WHERE a.dedupe = 'silent:' || s.station || ':' || s.last_seen)",
+            (cutoff,)).fetchall():
         if raise_alert(db, "silent", station, None, {"last_seen": last_seen, "silent_after_s": silent_after_s},
                        f"silent:{station}:{last_seen}", now):
             out.append(station)

@@ -38,6 +38,13 @@ class AlertDelivery:
         self.sent = collections.Counter()   # messages accepted per webhook URL (for logs and tests)
 
     def start(self) -> None:
+        """Set up each webhook's cursor before returning, so an alert raised right after start() is sent."""
+        db = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
+        try:
+            for hook in self.hooks:
+                self._cursor(db, f"{hook.fmt} {hook.url}")
+        finally:
+            db.close()
         for t in self._threads:
             t.start()
 

@@ -109,10 +109,10 @@ class TownListener:
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.broker.keepalive_s,
                                   clean_start=False, properties=props)
+        if self.delivery:
+            self.delivery.start()       # first: its cursors must exist before the first alert is stored
         self.client.loop_start()
         self._worker.start()
-        if self.delivery:
-            self.delivery.start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
