@@ -98,6 +98,10 @@ class TownStoreError(StationError, RuntimeError):
     """The town database cannot be opened or the trust directory is unusable."""
 
 
+class TownOptionError(StationError, ValueError):
+    """A town server option (webhook, month, filter, address, output file) is not one it accepts; names it."""
+
+
 class CertError(StationError, ValueError):
     """The certificate authority or a certificate request is unusable; the message names the file or value."""
 

@@ -111,12 +111,30 @@ def run_demo(work: Path, presses: int | None = None) -> int:
                         30, "the town to store every result")
         wait_for(lambda: json.loads(station_cmd("results", "--home", str(home), "--json").stdout)["acked_seq"]
                  >= max(r["seq"] for r in local), 30, "the town's acknowledgement")
-        return print_table(rows, station_jwk, len(want))
+        rc = print_table(rows, station_jwk, len(want))
+        show_town_outputs(town_db, town_dir)
+        return rc
     finally:
         for p in procs:
             stop_process(p)
         if broker:
             broker.stop()
+
+
+def show_town_outputs(town_db: Path, town_dir: Path) -> None:
+    """Where the town's month report and dashboard are: what town staff would rather look at than read."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    month = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    report = town_dir / f"report-{month}.pdf"
+    made = station_cmd("town", "report", "--db", str(town_db), "--month", month, "--out", str(report), check=False)
+    if made.returncode == 0:
+        say(f"the month's report (月报): {report}")
+    else:
+        say(f"the month's report could not be made: {(made.stderr or made.stdout).strip()[-300:]}")
+    say(f"dashboard: station town serve --db {town_db} --trust {town_dir / 'trust'}  ->  http://127.0.0.1:8080/"
+        "  (run the demo with --keep DIR to keep them)")
 
 
 def print_table(rows: list[dict], jwk: dict, expected: int) -> int:

@@ -33,6 +33,14 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--client-id", help="MQTT client id (default: stable per --db, so the broker session resumes)")
     lp.add_argument("--resend-after", type=float, default=15.0, metavar="S",
                     help="ask a station to resend a gap that persists this long (default 15)")
+    lp.add_argument("--webhook", action="append", default=[], metavar="URL[,FORMAT]",
+                    help="send alerts here (repeatable); FORMAT json (default), wecom, wecom-text, dingtalk, "
+                    "dingtalk-text")
+    lp.add_argument("--webhook-rate", type=int, default=20, metavar="N",
+                    help="messages per minute per webhook before alerts are aggregated (default 20, the robots' "
+                    "limit)")
+    lp.add_argument("--silent-after", type=float, metavar="S",
+                    help="raise a 'silent' alert for a station that sent nothing for S seconds (default: off)")
     lp.add_argument("--duration", type=float, metavar="S", help="exit after S seconds (demos, tests)")
     lp.add_argument("-v", "--verbose", action="store_true", help="log every stored/duplicate message too")
     lp.set_defaults(func=run_listen)
@@ -43,6 +51,37 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--station", metavar="PATH", help="only this station (district/town/village/station)")
     sp.add_argument("--trust", metavar="DIR", help="re-verify every stored signature against these keys now")
     sp.set_defaults(func=run_show)
+
+    rp = tsub.add_parser("report", help="the month's report (月报) per station: .csv, .xlsx or .pdf")
+    rp.add_argument("--db", required=True, metavar="FILE", help="town SQLite database")
+    rp.add_argument("--month", required=True, metavar="YYYY-MM", help="the month, in --tz (default Asia/Shanghai)")
+    who = rp.add_mutually_exclusive_group()
+    who.add_argument("--village", metavar="NAME", help="only this village (name or district/town/village)")
+    who.add_argument("--station", metavar="ID", help="only this station (id or full path)")
+    rp.add_argument("--out", required=True, metavar="FILE", help="report.csv | report.xlsx | report.pdf")
+    rp.add_argument("--tz", default="Asia/Shanghai", help="time zone the month is counted in")
+    rp.set_defaults(func=run_report)
+
+    ep = tsub.add_parser("export", help="the month's results as a provincial platform's batch file")
+    ep.add_argument("--db", required=True, metavar="FILE", help="town SQLite database")
+    ep.add_argument("--month", required=True, metavar="YYYY-MM")
+    ewho = ep.add_mutually_exclusive_group()
+    ewho.add_argument("--village", metavar="NAME", help="only this village (name or district/town/village)")
+    ewho.add_argument("--station", metavar="ID", help="only this station (id or full path)")
+    ep.add_argument("--adapter", default="nyt4712-json", help="batch format (default nyt4712-json)")
+    ep.add_argument("--out", required=True, metavar="FILE")
+    ep.add_argument("--tz", default="Asia/Shanghai")
+    ep.set_defaults(func=run_export)
+
+    vp = tsub.add_parser("serve", help="read-only dashboard (Chinese UI): stations, today's results, search, "
+                         "receipt check")
+    vp.add_argument("--db", required=True, metavar="FILE", help="town SQLite database")
+    vp.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT",
+                    help="where to listen (default 127.0.0.1:8080: this machine only)")
+    vp.add_argument("--trust", metavar="DIR", help="station public keys: re-verify signatures on every result page")
+    vp.add_argument("--tz", default="Asia/Shanghai", help="time zone of 'today' and of the times shown")
+    vp.add_argument("--duration", type=float, metavar="S", help="exit after S seconds (demos, tests)")
+    vp.set_defaults(func=run_serve)
 
     kp = tsub.add_parser("pubkey", help="print the town public key as a JWK for stations to trust")
     kp.add_argument("--key", required=True, metavar="FILE", help="town signing key (created 0600 if missing)")
@@ -61,7 +100,13 @@ def run_pubkey(args: argparse.Namespace) -> int:
 def run_listen(args: argparse.Namespace) -> int:
     from station.town.listener import TownBroker, TownListener
     from station.town.trust import load_or_create_town_key
+    from station.town.webhooks import Webhook
 
+    hooks = [Webhook.parse(w, args.webhook_rate) for w in args.webhook]
+    if args.webhook_rate < 1:
+        raise StationError(f"--webhook-rate {args.webhook_rate}: must be at least 1 message per minute")
+    if args.silent_after is not None and args.silent_after <= 0:
+        raise StationError(f"--silent-after {args.silent_after}: must be a positive number of seconds")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s town %(levelname)s %(message)s")
     logging.getLogger("station.town").setLevel(logging.INFO)
@@ -75,7 +120,8 @@ def run_listen(args: argparse.Namespace) -> int:
 
     listener = TownListener(
         TownBroker(args.broker, args.ca, args.cert, args.key_file, client_id=args.client_id),
-        args.trust, args.db, key, args.kid, resend_after_s=args.resend_after, on_outcome=outcome)
+        args.trust, args.db, key, args.kid, resend_after_s=args.resend_after, on_outcome=outcome,
+        webhooks=hooks, silent_after_s=args.silent_after)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -110,6 +156,44 @@ def run_show(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
         print_holdings(out)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from station.town import monthly, report_files
+
+    report = monthly.build(args.db, args.month, village=args.village, station=args.station, tz_name=args.tz)
+    out = report_files.write(report, args.out)
+    print(f"{out}: {len(report.stations)} stations, {report.total('tests')} tests, "
+          f"{report.total('positives')} positives in {report.month}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from station.town.export import export
+
+    n = export(args.db, args.month, args.adapter, args.out, village=args.village, station=args.station,
+               tz_name=args.tz)
+    print(f"{args.out}: {n} results of {args.month} as {args.adapter}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from station.town.trust import TrustStore
+    from station.town.web import Dashboard, parse_http
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s town %(levelname)s %(message)s")
+    host, port = parse_http(args.http)
+    trust = TrustStore.load(args.trust) if args.trust else None
+    app = Dashboard(args.db, host, port, trust, args.tz)
+    print(f"dashboard: {app.url}/  (read-only, database {args.db})", file=sys.stderr, flush=True)
+    stopper = threading.Thread(target=app.serve_forever, name="dashboard", daemon=True)
+    stopper.start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait(args.duration)
+    app.stop()
     return 0
 
 

@@ -1,6 +1,7 @@
 # The reference town listener: a thin MQTT layer over station.town.store.TownStore.
 # Threads: paho's network thread only posts received messages to a queue; the "town-worker" thread owns the
-# TownStore connection, ingests in batches, publishes acks and resend requests.
+# TownStore connection, ingests in batches, publishes acks and resend requests, raises `silent` alerts and wakes
+# the alert delivery threads (station/town/delivery.py) after each commit.
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,10 @@ from paho.mqtt.properties import Properties
 from station.protocol import topics
 from station.protocol.messages import build_resend
 from station.protocol.mqtt import parse_broker_url, tls_context
+from station.town.delivery import AlertDelivery
 from station.town.store import Outcome, TownStore
 from station.town.trust import TrustStore
+from station.town.webhooks import Webhook
 
 log = logging.getLogger("station.town")
 
@@ -50,14 +53,16 @@ class TownListener:
     def __init__(self, broker: TownBroker, trust_dir: str | Path, db_path: str | Path,
                  town_key: Ed25519PrivateKey | None, town_kid: str = "town/1", *,
                  resend_after_s: float = 15.0, cmd_ttl_s: int = 300,
-                 on_outcome: Callable[[Outcome], None] | None = None):
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 webhooks: list[Webhook] | None = None, silent_after_s: float | None = None):
         self.broker = broker
         self.addr = parse_broker_url(broker.url)
         self.trust_dir, self.db_path = Path(trust_dir), Path(db_path)
         self.town_key, self.town_kid = town_key, town_kid
         self.resend_after_s, self.cmd_ttl_s = resend_after_s, cmd_ttl_s
         self.on_outcome = on_outcome
-        self._q: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self.silent_after_s = silent_after_s
+        self._q: queue.Queue[tuple[str, bytes, bool] | None] = queue.Queue()
         self._stop = threading.Event()
         self.failed = threading.Event()  # the store worker died: the process must exit, not look healthy
         self._connected = threading.Event()
@@ -66,7 +71,8 @@ class TownListener:
         self._gap_asked: dict[str, float] = {}
         self._progress: dict[str, tuple[int, float]] = {}
         self.trust = TrustStore.load(self.trust_dir)   # fail early on a missing trust directory
-        TownStore(self.db_path).close()                # ... and on an unusable database
+        TownStore(self.db_path).close()                # ... and on an unusable database (and migrate it)
+        self.delivery = AlertDelivery(self.db_path, webhooks) if webhooks else None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=broker.client_id or _stable_client_id(self.db_path),
                                   protocol=mqtt.MQTTv5)
@@ -94,7 +100,7 @@ class TownListener:
         log.warning("town: disconnected from %s: %s", self.broker.url, reason_code)
 
     def _on_message(self, client, userdata, msg):
-        self._q.put((msg.topic, bytes(msg.payload)))
+        self._q.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def start(self) -> None:
         # A persistent session under a stable client id: while this listener is down or restarting, a broker
@@ -103,6 +109,8 @@ class TownListener:
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.broker.keepalive_s,
                                   clean_start=False, properties=props)
+        if self.delivery:
+            self.delivery.start()       # first: its cursors must exist before the first alert is stored
         self.client.loop_start()
         self._worker.start()
 
@@ -115,6 +123,8 @@ class TownListener:
         self._worker.join(timeout)
         self.client.disconnect()
         self.client.loop_stop()
+        if self.delivery:
+            self.delivery.stop(timeout)
 
     # worker thread: owns the TownStore connection
     def _run(self) -> None:
@@ -135,20 +145,25 @@ class TownListener:
                     if nxt is not None:
                         items.append(nxt)
                 changed: set[str] = set()
+                raised = False
                 if items:
                     try:
                         with store.batch():           # one fsync for the batch, acks only after COMMIT
-                            for t, payload in items:
-                                out = store.ingest(t, payload)
+                            for t, payload, retained in items:
+                                out = store.ingest(t, payload, retained=retained)
                                 if out.ack_changed and out.station:
                                     changed.add(out.station)
+                                raised = raised or bool(out.alerts)
                                 if self.on_outcome:
                                     self.on_outcome(out)
                     except Exception:
                         # nothing of the batch is stored nor acked: the stations resend it (ack stall, gap cmd)
                         log.exception("town: batch of %d messages NOT stored", len(items))
                         changed.clear()
+                        raised = False
                         time.sleep(1.0)
+                if raised and self.delivery:
+                    self.delivery.wake()          # after COMMIT: the delivery threads see the alert rows
                 if self._resync.is_set():
                     self._resync.clear()
                     changed.update(store.stations())   # re-assert retained acks (broker may have lost them)
@@ -161,6 +176,9 @@ class TownListener:
                 if time.monotonic() >= next_gap_check:
                     next_gap_check = time.monotonic() + 1.0
                     self._check_gaps(store)
+                    if self.silent_after_s and store.check_silent(self.silent_after_s, time.time()) \
+                            and self.delivery:
+                        self.delivery.wake()
         except Exception:
             log.exception("town worker crashed")
             self.failed.set()

@@ -17,6 +17,7 @@ from station.protocol.messages import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, s
 from station.protocol.result import GENESIS_PREV, RESULT_TYP
 from station.protocol.signing import jws_header
 from station.protocol.wire import now_rfc3339
+from station.town import alerts, schema
 from station.town.reports import TownReports
 from station.town.verify import LOUD, Refuse, evidence, hex64, verified
 
@@ -26,29 +27,6 @@ if TYPE_CHECKING:
     from station.town.trust import TrustStore
 
 log = logging.getLogger("station.town")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
-  station TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,      -- kind: result | withheld
-  message BLOB NOT NULL, msg_hash TEXT NOT NULL, prev TEXT, kid TEXT NOT NULL,
-  sample TEXT, verdict TEXT, tc_ratio REAL, t_area REAL, c_area REAL, read_at TEXT,
-  received_at TEXT NOT NULL, sig_ok INTEGER NOT NULL DEFAULT 1,
-  PRIMARY KEY (station, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS refusals (
-  id INTEGER PRIMARY KEY, received_at TEXT NOT NULL, topic TEXT NOT NULL, station TEXT,
-  seq INTEGER, code TEXT NOT NULL, detail TEXT NOT NULL, message BLOB);
-CREATE TABLE IF NOT EXISTS counters (
-  station TEXT NOT NULL, name TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (station, name)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-  station TEXT NOT NULL, seq INTEGER NOT NULL, head TEXT NOT NULL, message BLOB NOT NULL,
-  jws_sha256 TEXT NOT NULL, received_at TEXT NOT NULL, state TEXT NOT NULL,  -- pending|verified|mismatch
-  PRIMARY KEY (station, seq, jws_sha256)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stations (
-  station TEXT PRIMARY KEY, contiguous INTEGER NOT NULL DEFAULT 0, status TEXT, status_at TEXT,
-  last_ack BLOB, last_ack_seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
-"""
-
-
 
 
 @dataclass
@@ -61,6 +39,7 @@ class Outcome:
     code: str | None = None      # refusal code
     reason: str | None = None
     ack_changed: bool = False    # the station's ack (contiguous seq or countersigned checkpoint) moved
+    alerts: tuple[str, ...] = ()  # kinds of the alerts this message raised (stored in the same transaction)
 
     def __str__(self) -> str:
         what = f"{self.action} {self.station or '-'}#{self.seq if self.seq is not None else '-'}"
@@ -80,7 +59,7 @@ class TownStore(TownReports):
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
+            schema.create(self.db)
         except sqlite3.Error as exc:
             raise TownStoreError(f"{self.path}: cannot open town database: {exc}") from None
         self._in_batch = False
@@ -117,8 +96,9 @@ class TownStore(TownReports):
 
     # ------------------------------------------------------------ ingest
 
-    def ingest(self, topic: str, payload: bytes, now: float | None = None) -> Outcome:
-        """Judge and store one message received on `topic`. Never raises for bad input: refuses it."""
+    def ingest(self, topic: str, payload: bytes, now: float | None = None, retained: bool = False) -> Outcome:
+        """Judge and store one message received on `topic`. Never raises for bad input: refuses it.
+        `retained`: the broker replayed a stored status on subscribe, which says nothing about the station now."""
         parsed = topics.parse(topic)
         if parsed is None:
             return Outcome("ignored", reason="not a contract topic")
@@ -131,7 +111,7 @@ class TownStore(TownReports):
                 if kind == "checkpoint":
                     return self._ingest_checkpoint(topic, path, station_id, payload, now)
                 if kind == "status":
-                    return self._ingest_status(path, payload, now)
+                    return self._ingest_status(path, payload, now, retained)
                 return Outcome("ignored", station=path, reason=f"{kind} is town-to-station")
             except Refuse as r:
                 station = r.station or path
@@ -142,7 +122,11 @@ class TownStore(TownReports):
                 (log.error if r.code in LOUD else log.warning)(
                     "REFUSED %s %s#%s [%s] %s", topic, station, r.seq if r.seq is not None else "-",
                     r.code, r.detail)
-                return Outcome("refused", station=station, seq=r.seq, code=r.code, reason=r.detail)
+                raised: tuple[str, ...] = ()
+                if r.code in alerts.REFUSAL_ALERTS and alerts.raise_alert(
+                        self.db, r.code, station, r.seq, {"reason": r.detail}, None, now):
+                    raised = (r.code,)
+                return Outcome("refused", station=station, seq=r.seq, code=r.code, reason=r.detail, alerts=raised)
 
     def _row(self, path: str, seq: int) -> sqlite3.Row | None:
         return self.db.execute("SELECT kind, msg_hash, prev FROM results WHERE station=? AND seq=?",
@@ -203,10 +187,17 @@ class TownStore(TownReports):
             (path, seq, kind, payload, h, prev, kid, str(sample_id) if sample_id is not None else None,
              body.get("verdict") if kind == "result" else f"withheld: {body.get('reason')}",
              num(r.get("tc_ratio")), num(r.get("t_area")), num(r.get("c_area")), read_at, now_rfc3339(now)))
+        producer = sample.get("producer") if isinstance(sample, dict) else None
+        if isinstance(producer, str):
+            self.db.execute("UPDATE results SET producer=? WHERE station=? AND seq=?", (producer, path, seq))
         self._count(path, "stored")
+        self._seen(path, now)
         changed = self._advance(path)
         changed = self._check_pending_checkpoints(path) or changed
-        return Outcome("stored", station=path, seq=seq, ack_changed=changed)
+        raised = alerts.result_alerts(self.db, path, seq, body, now) if kind == "result" else []
+        if alerts.gap_alert(self.db, path, self._gap_below(path, seq), now):
+            raised.append("gap")
+        return Outcome("stored", station=path, seq=seq, ack_changed=changed, alerts=tuple(raised))
 
     def _count(self, path: str, name: str) -> None:
         self.db.execute("INSERT INTO counters VALUES (?,?,1) ON CONFLICT (station, name) DO UPDATE SET n=n+1",
@@ -214,6 +205,22 @@ class TownStore(TownReports):
 
     def _station(self, path: str) -> None:
         self.db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (path,))
+
+    def _seen(self, path: str, now: float | None) -> None:
+        self._station(path)
+        self.db.execute("UPDATE stations SET last_seen=? WHERE station=?", (now_rfc3339(now), path))
+
+    def _gap_below(self, path: str, seq: int) -> list[tuple[int, int]]:
+        """The missing range just below `seq`, if any: two indexed lookups, not a scan of the chain, because
+        it runs on every ingest."""
+        below = self.db.execute("SELECT MAX(seq) FROM results WHERE station=? AND seq<?", (path, seq)).fetchone()[0]
+        low = (below or 0) + 1
+        return [(low, seq - 1)] if low <= seq - 1 else []
+
+    def check_silent(self, silent_after_s: float, now: float) -> list[str]:
+        """Raise a `silent` alert for each station quiet for longer than silent_after_s (once per silence)."""
+        with self._tx():
+            return alerts.silent_alerts(self.db, silent_after_s, now)
 
     def contiguous(self, path: str) -> int:
         row = self.db.execute("SELECT contiguous FROM stations WHERE station=?", (path,)).fetchone()
@@ -240,13 +247,15 @@ class TownStore(TownReports):
         self._station(path)
         self.db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?,?,'pending')",
                         (path, seq, head, payload, digest, now_rfc3339(now)))
+        self._seen(path, now)
         changed = self._check_pending_checkpoints(path)
+        raised = ("gap",) if alerts.gap_alert(self.db, path, self._gap_below(path, seq + 1), now) else ()
         state = self.db.execute("SELECT state FROM checkpoints WHERE station=? AND seq=? AND jws_sha256=?",
                                 (path, seq, digest)).fetchone()[0]
         if state == "mismatch":
             raise Refuse("checkpoint-mismatch", f"checkpoint at seq {seq} has head {head[:16]}… but the stored "
                           "result differs (truncated or rewritten journal?)", seq=seq)
-        return Outcome("checkpoint", station=path, seq=seq, reason=state, ack_changed=changed)
+        return Outcome("checkpoint", station=path, seq=seq, reason=state, ack_changed=changed, alerts=raised)
 
     def _check_pending_checkpoints(self, path: str) -> bool:
         changed = False
@@ -265,7 +274,7 @@ class TownStore(TownReports):
             changed = changed or ok
         return changed
 
-    def _ingest_status(self, path: str, payload: bytes, now: float | None) -> Outcome:
+    def _ingest_status(self, path: str, payload: bytes, now: float | None, retained: bool = False) -> Outcome:
         try:
             text = payload.decode("utf-8")
             json.loads(text)
@@ -273,6 +282,8 @@ class TownStore(TownReports):
             return Outcome("ignored", station=path, reason="status is not JSON")
         self._station(path)
         self.db.execute("UPDATE stations SET status=?, status_at=? WHERE station=?", (text, now_rfc3339(now), path))
+        if not retained:
+            self._seen(path, now)
         return Outcome("status", station=path)
 
     # ------------------------------------------------------------ acks, gaps, queries

@@ -1,0 +1,70 @@
+# The town database's tables, and the additive migrations that let an older town database open unchanged.
+from __future__ import annotations
+
+import sqlite3
+
+from station.town.alerts import ALERTS_SCHEMA
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+  station TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,      -- kind: result | withheld
+  message BLOB NOT NULL, msg_hash TEXT NOT NULL, prev TEXT, kid TEXT NOT NULL,
+  sample TEXT, verdict TEXT, tc_ratio REAL, t_area REAL, c_area REAL, read_at TEXT,
+  received_at TEXT NOT NULL, sig_ok INTEGER NOT NULL DEFAULT 1,
+  PRIMARY KEY (station, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refusals (
+  id INTEGER PRIMARY KEY, received_at TEXT NOT NULL, topic TEXT NOT NULL, station TEXT,
+  seq INTEGER, code TEXT NOT NULL, detail TEXT NOT NULL, message BLOB);
+CREATE TABLE IF NOT EXISTS counters (
+  station TEXT NOT NULL, name TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (station, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+  station TEXT NOT NULL, seq INTEGER NOT NULL, head TEXT NOT NULL, message BLOB NOT NULL,
+  jws_sha256 TEXT NOT NULL, received_at TEXT NOT NULL, state TEXT NOT NULL,  -- pending|verified|mismatch
+  PRIMARY KEY (station, seq, jws_sha256)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stations (
+  station TEXT PRIMARY KEY, contiguous INTEGER NOT NULL DEFAULT 0, status TEXT, status_at TEXT,
+  last_ack BLOB, last_ack_seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+"""
+
+# Columns added after the first release: (table, column, type). Added in place; old rows are backfilled.
+ADDED_COLUMNS = (("stations", "last_seen", "TEXT"), ("results", "producer", "TEXT"))
+INDEXES = """
+CREATE INDEX IF NOT EXISTS results_sample ON results (sample);
+CREATE INDEX IF NOT EXISTS results_producer ON results (producer);
+CREATE INDEX IF NOT EXISTS results_received ON results (received_at);
+"""
+
+
+def create(db: sqlite3.Connection) -> None:
+    """Create or upgrade every table; idempotent, so each process opening the database may call it."""
+    db.executescript(SCHEMA)
+    db.executescript(ALERTS_SCHEMA)
+    db.execute("BEGIN IMMEDIATE")    # two processes opening an old database at once: one of them migrates
+    try:
+        for table, column, typ in ADDED_COLUMNS:
+            if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {typ}")
+                if (table, column) == ("results", "producer"):
+                    _backfill_producer(db)
+                if (table, column) == ("stations", "last_seen"):
+                    db.execute("UPDATE stations SET last_seen = (SELECT MAX(received_at) FROM results r "
+                               "WHERE r.station = stations.station)")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    db.executescript(INDEXES)
+
+
+def _backfill_producer(db: sqlite3.Connection) -> None:
+    from station.errors import SignatureError
+    from station.protocol.signing import unverified_payload
+
+    rows = db.execute("SELECT station, seq, message FROM results WHERE kind='result'").fetchall()
+    for station, seq, message in rows:
+        try:
+            producer = (unverified_payload(bytes(message)).get("sample") or {}).get("producer")
+        except SignatureError:
+            continue
+        if isinstance(producer, str):
+            db.execute("UPDATE results SET producer=? WHERE station=? AND seq=?", (producer, station, seq))
