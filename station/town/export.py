@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from station.errors import SignatureError, TownOptionError, TownStoreError
+from station.errors import SignatureError, TownOptionError
 from station.protocol.signing import unverified_payload
 from station.town.alerts import QC_EXPECT
-from station.town.monthly import parse_month, selected, town_tz, when_read
+from station.town.monthly import month_window, open_readonly, selected, when_read
 
 
 @dataclass(frozen=True)
@@ -83,13 +82,8 @@ ADAPTERS: dict[str, ExportAdapter] = {NyT4712Json.name: NyT4712Json()}
 def records(db_path: str | Path, month: str, *, village: str | None = None, station: str | None = None,
             tz_name: str = "Asia/Shanghai") -> Iterator[ExportRecord]:
     """The month's results (QC runs on reference material excluded), in station and seq order."""
-    year, mon = parse_month(month)
-    tz = town_tz(tz_name)
-    start = datetime(year, mon, 1, tzinfo=tz)
-    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
-    if not Path(db_path).is_file():
-        raise TownStoreError(f"{db_path}: town database not found")
-    db = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro", uri=True)
+    tz, start, end = month_window(month, tz_name)
+    db = open_readonly(db_path)
     try:
         for path, seq, message, msg_hash, received_at in db.execute(
                 "SELECT station, seq, message, msg_hash, received_at FROM results WHERE kind='result' "

@@ -28,6 +28,20 @@ def town_tz(name: str = "Asia/Shanghai") -> tzinfo:
         return timezone(timedelta(hours=8), "CST")
 
 
+def month_window(month: str, tz_name: str) -> tuple[tzinfo, datetime, datetime]:
+    """(zone, first instant of the month, first instant of the next) in the town's time zone."""
+    year, mon = parse_month(month)
+    tz = town_tz(tz_name)
+    return tz, datetime(year, mon, 1, tzinfo=tz), datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
+
+
+def open_readonly(db_path: str | Path) -> sqlite3.Connection:
+    """Reports and exports only read: a read-only connection cannot change the evidence by mistake."""
+    if not Path(db_path).is_file():
+        raise TownStoreError(f"{db_path}: town database not found")
+    return sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro", uri=True)
+
+
 def parse_month(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"(\d{4})-(\d{2})", text or "")
     if not m or not 1 <= int(m.group(2)) <= 12:
@@ -106,13 +120,8 @@ def build(db_path: str | Path, month: str, *, village: str | None = None, statio
           tz_name: str = "Asia/Shanghai") -> MonthReport:
     """The report for `month` (YYYY-MM in tz_name); `village` (name or district/town/village) or `station`
     (id or full path) narrows it."""
-    year, mon = parse_month(month)
-    tz = town_tz(tz_name)
-    start = datetime(year, mon, 1, tzinfo=tz)
-    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
-    if not Path(db_path).is_file():
-        raise TownStoreError(f"{db_path}: town database not found")
-    db = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro", uri=True)
+    tz, start, end = month_window(month, tz_name)
+    db = open_readonly(db_path)
     try:
         return _build(db, month, tz_name, tz, start, end, village, station)
     finally:
