@@ -208,6 +208,7 @@ def run_qc(home: Home, args: argparse.Namespace) -> int:
                         for j in state.judged if j.rule]}
         if args.json:
             print(json.dumps(doc, indent=1))
+            return 0
         else:
             target = "establishing baseline" if state.mean is None else f"target {state.mean:.4f} ± {state.sd:.4f}"
             print(f"lot {args.lot}: {doc['readings']} control cards, {target}")

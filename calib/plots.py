@@ -90,6 +90,7 @@ def qc_chart(state: QCState, path: Path) -> None:
                         textcoords="offset points", xytext=(6, 8), color=colour, fontsize=8)
     status = state.blocked and "BLOCKED" or state.warning and "warning" or (
         "in control" if state.mean is not None else "establishing baseline")
+    ax.margins(y=0.15)  # room for the rule labels above the highest point
     ax.set_title(f"Levey–Jennings, lot {state.lot}: {status}")
     ax.set_xlabel("control card (time order)")
     ax.set_ylabel("T/C ratio")

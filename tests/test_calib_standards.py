@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from calibseries import HIDDEN, LEVELS, LIMIT, dilution_series, photo, true_tcs, write_series
 
 from calib.standards import Replicate, analyse
-from calibseries import HIDDEN, LEVELS, LIMIT, dilution_series, photo, true_tcs, write_series
 from station.decide.fourpl import Curve, fit_4pl
 from station.errors import SeriesRefused
 from station.home import Home, init_home
@@ -75,7 +75,8 @@ def test_a_worse_spoiled_replicate_does_not_move_the_curve_though_it_moves_the_m
 
 
 @pytest.mark.parametrize("case, reason", [
-    ("shuffled", "non-monotonic"), ("few_levels", "too few levels"), ("no_blank", "no blanks"), ("limit_outside", "does not bracket the limit"),
+    ("shuffled", "non-monotonic"), ("few_levels", "too few levels"), ("no_blank", "no blanks"),
+    ("limit_outside", "does not bracket the limit"),
 ])
 def test_a_series_that_cannot_support_a_cutoff_is_refused_with_its_reason(series, home, tmp_path, case, reason):
     rows = [(str(series["csv"].parent / p), c) for p, c in series["rows"]]
