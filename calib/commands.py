@@ -12,7 +12,7 @@ from station.errors import StationError
 from station.home import Home, signing_key_path
 
 
-def _strip_type(cfg, name: str):
+def strip_type_of(cfg, name: str):
     if name not in cfg.strip_types:
         raise StationError(f"strip type {name!r} unknown; known: {', '.join(sorted(cfg.strip_types))}")
     return cfg.strip_types[name]
@@ -58,7 +58,7 @@ def run_set(home: Home, args: argparse.Namespace) -> int:
     from calib.cli import technician
 
     cfg = load_config(home.root)
-    _strip_type(cfg, args.strip_type)
+    strip_type_of(cfg, args.strip_type)
     store = CalibrationStore(home.root)
     try:
         cal = store.add(args.strip_type, args.cutoff, lot=args.lot, by=technician(), note=args.reason)
@@ -118,7 +118,7 @@ def run_import(home: Home, args: argparse.Namespace) -> int:
         raise StationError(f"{path}: cannot read ({exc.strerror or exc})") from None
     payload, cals = read_export(data, public, str(path))
     for cal in cals:
-        _strip_type(cfg, cal.strip_type)
+        strip_type_of(cfg, cal.strip_type)
     store = CalibrationStore(home.root)
     try:
         known = {c.id for c in store.history()}
@@ -130,46 +130,49 @@ def run_import(home: Home, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_standards(home: Home, args: argparse.Namespace) -> int:
-    from calib.cli import technician
-    from calib.standards import analyse, measure, read_series, series_record
+def fit_series(home: Home, st, lot: str, series: Path, limit: float, unit: str, plot: str | None = None):
+    """Read, fit and judge a series (SeriesRefused says why not); the analysis and what `--json` prints."""
+    from calib.standards import analyse, measure, read_series
 
-    cfg = load_config(home.root)
-    st = _strip_type(cfg, args.strip_type)
-    series = Path(args.series).absolute()
     reps = measure(series, read_series(series), st)
-    analysis = analyse(reps, args.limit, args.unit, st)
-    out = {"ok": True, "strip_type": st.name, "lot": args.lot, **analysis.to_json(), "accepted": None}
-    if args.plot:
+    analysis = analyse(reps, limit, unit, st)
+    out = {"ok": True, "strip_type": st.name, "lot": lot, **analysis.to_json(), "accepted": None}
+    if plot:
         from calib.plots import curve_plot
 
-        curve_plot(analysis, Path(args.plot), title=f"{st.name}, lot {args.lot}")
-    if args.accept:
-        cal = make_calibration(
-            strip_type=st.name, cutoff=round(analysis.cutoff, 4), lot=args.lot, by=args.by or technician(),
-            reason=args.reason, source="standards", unit=args.unit, limit=args.limit,
-            curve={k: float(v) for k, v in analysis.curve.to_json().items()}, lod=analysis.lod,
-            lod_tc=analysis.lod_tc, top=analysis.top, top_tc=analysis.top_tc,
-            figures={k: out[k] for k in ("tc_at_limit", "blank_mean", "blank_sd", "sd_at_limit",
-                                         "false_negative_at_limit", "false_positive_blank", "fit", "downweighted")},
-            series=series_record(series, analysis))
-        store = CalibrationStore(home.root)
-        try:
-            store.accept(cal)
-        finally:
-            store.close()
-        out["accepted"] = cal.id
-    if args.json:
-        print(json.dumps(out, indent=1, ensure_ascii=False))
-        return 0
-    u = args.unit
-    c = analysis.curve
-    print(f"{st.name}, lot {args.lot}: {out['fit']['points']} replicates at {out['fit']['levels']} levels")
+        curve_plot(analysis, Path(plot), title=f"{st.name}, lot {lot}")
+    return analysis, out
+
+
+def accept(home: Home, st, lot: str, series: Path, analysis, out: dict, *, by: str, reason: str) -> Calibration:
+    """Store the fitted calibration for strip type × lot, with the series it came from; returns it."""
+    from calib.standards import series_record
+
+    cal = make_calibration(
+        strip_type=st.name, cutoff=round(analysis.cutoff, 4), lot=lot, by=by, reason=reason, source="standards",
+        unit=analysis.unit, limit=analysis.limit, curve={k: float(v) for k, v in analysis.curve.to_json().items()},
+        lod=analysis.lod, lod_tc=analysis.lod_tc, top=analysis.top, top_tc=analysis.top_tc,
+        figures={k: out[k] for k in ("tc_at_limit", "blank_mean", "blank_sd", "sd_at_limit",
+                                     "false_negative_at_limit", "false_positive_blank", "fit", "downweighted")},
+        series=series_record(series, analysis))
+    store = CalibrationStore(home.root)
+    try:
+        store.accept(cal)
+    finally:
+        store.close()
+    out["accepted"] = cal.id
+    return cal
+
+
+def report(analysis, out: dict, plot: str | None) -> None:
+    """The figures a technician reads before accepting."""
+    u, c = analysis.unit, analysis.curve
+    print(f"{out['strip_type']}, lot {out['lot']}: {out['fit']['points']} replicates at {out['fit']['levels']} levels")
     print(f"  4PL         a={c.a:.4f} b={c.b:.4f} c={c.c:.4g} {u} d={c.d:.4f}   R² {analysis.fit.r2:.4f}, "
           f"residual SD {analysis.fit.scale:.4f}")
     print(f"  blanks      T/C {analysis.blank_mean:.4f} ± {analysis.blank_sd:.4f} (SD)")
     print(f"  LOD         {analysis.lod:.4g} {u} (T/C {analysis.lod_tc:.4f}: blank mean − 3 SD)")
-    print(f"  at limit    {args.limit:g} {u}: T/C {analysis.tc_at_limit:.4f} ± {analysis.sd_at_limit:.4f}")
+    print(f"  at limit    {analysis.limit:g} {u}: T/C {analysis.tc_at_limit:.4f} ± {analysis.sd_at_limit:.4f}")
     print(f"  cutoff      T/C {analysis.cutoff:.4f}: positive below it; expected false negatives at the limit "
           f"{100 * analysis.false_negative:.1f} %, false positives on blanks {100 * analysis.false_positive:.2f} %")
     for r in analysis.downweighted:
@@ -177,8 +180,27 @@ def run_standards(home: Home, args: argparse.Namespace) -> int:
               f"{r.weight:.2f})")
     for w in analysis.warnings:
         print(f"  warning: {w}")
-    if args.plot:
-        print(f"  plot        {args.plot}")
+    if plot:
+        print(f"  plot        {plot}")
+
+
+def run_standards(home: Home, args: argparse.Namespace) -> int:
+    from calib.cli import technician
+
+    if args.standards_command == "run":
+        from calib.guided import guided
+
+        return guided(home, args)
+    cfg = load_config(home.root)
+    st = strip_type_of(cfg, args.strip_type)
+    series = Path(args.series).absolute()
+    analysis, out = fit_series(home, st, args.lot, series, args.limit, args.unit, args.plot)
+    if args.accept:
+        accept(home, st, args.lot, series, analysis, out, by=args.by or technician(), reason=args.reason)
+    if args.json:
+        print(json.dumps(out, indent=1, ensure_ascii=False))
+        return 0
+    report(analysis, out, args.plot)
     print(f"  accepted as calibration {out['accepted']} (restart the daemon to apply)" if out["accepted"] else
           "  not stored: add --accept to make it the calibration for this strip type and lot")
     return 0
@@ -194,7 +216,7 @@ def run_qc(home: Home, args: argparse.Namespace) -> int:
         store.close()
     if args.qc_command == "add":
         j = state.latest
-        judged = f"{j.z:+.2f} SD" if j and j.z is not None else "baseline"
+        judged = "baseline" if j is None or j.baseline else f"{j.z:+.2f} SD"
         print(f"lot {args.lot}: control T/C {r.tc} at {r.at} ({judged}{', ' + j.rule if j and j.rule else ''})")
     elif args.qc_command == "chart":
         from calib.plots import qc_chart
@@ -209,11 +231,10 @@ def run_qc(home: Home, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(doc, indent=1))
             return 0
-        else:
-            target = "establishing baseline" if state.mean is None else f"target {state.mean:.4f} ± {state.sd:.4f}"
-            print(f"lot {args.lot}: {doc['readings']} control cards, {target}")
-            for h in doc["hits"]:
-                print(f"  {h['at']}  T/C {h['tc']:.4f}  {h['z']:+.2f} SD  {h['rule']}")
+        target = "establishing baseline" if state.mean is None else f"target {state.mean:.4f} ± {state.sd:.4f}"
+        print(f"lot {args.lot}: {doc['readings']} control cards, {target}")
+        for h in doc["hits"]:
+            print(f"  {h['at']}  T/C {h['tc']:.4f}  {h['z']:+.2f} SD  {h['rule']}")
     if state.blocked:
         print(state.blocked)
     elif state.warning:

@@ -235,6 +235,15 @@ def analyse(reps: list[Replicate], limit: float, unit: str = "", st: StripType |
                     warnings=warnings)
 
 
+def write_series_file(folder: Path, rows: list[tuple[str, float]], name: str = "series.csv") -> Path:
+    """The series file the guided run leaves behind, in the form `calib standards fit --series` reads."""
+    from station.host.files import atomic_write
+
+    path = folder / name
+    atomic_write(path, ("photo,concentration\n" + "".join(f"{p},{c:g}\n" for p, c in rows)).encode("utf-8"))
+    return path
+
+
 def series_record(series_file: Path, analysis: Analysis) -> dict[str, Any]:
     """What a calibration keeps of the series it came from: the file, its hash and every replicate read."""
     data = series_file.read_bytes()

@@ -142,3 +142,25 @@ def test_accepted_calibration_is_stored_with_its_series_and_a_content_hash_id(se
     shown = calib(home, "show").stdout
     assert f"calibration {cal['id']} lot L2026-12" in shown
     assert calib(home, "history", "--lot", "L2026-12").stdout.count(cal["id"]) == 1
+
+
+def test_guided_run_photographs_each_standard_then_fits_and_accepts(series, tmp_path):
+    """The station's own camera (the folder twin here, serving the standards in order) and typed answers."""
+    photos = tmp_path / "camera"
+    photos.mkdir()
+    for i, (name, _) in enumerate(r for r in series["rows"] if r[0].endswith("-0.jpg")):
+        (photos / f"{i:02d}.jpg").write_bytes((series["csv"].parent / name).read_bytes())
+    h = Home(tmp_path / "home")
+    init_home(h, station="st-0012", grid="changchun/nongan/halahai", sim_images=str(photos))
+    # Per level: Enter when laid, Enter to keep the reading; the blanks once retaken; then accept.
+    answers = "\n".join(["", "r", ""] + ["", ""] * 5 + ["y"]) + "\n"
+    done = subprocess.run([sys.executable, "-m", "calib.cli", "--home", str(h.root), "standards", "run", "--strip-type",
+                           "pesticide-generic", "--lot", "L9", "--limit", str(LIMIT), "--by", "tech-wu"],
+                          input=answers, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("keep? [Y/r=retake]") == 7 and "accepted as calibration" in done.stdout
+    (kept,) = list((h.root / "calib" / "series").iterdir())
+    assert sorted(p.name for p in kept.glob("*.jpg")) == [f"level{k}-0.jpg" for k in range(6)]
+    assert (kept / "curve.png").is_file() and (kept / "series.csv").read_text().startswith("photo,concentration\n")
+    (cal,) = json.loads(calib(h.root, "history", "--json").stdout)
+    assert cal["lot"] == "L9" and cal["by"] == "tech-wu" and len(cal["series"]["replicates"]) == 18
