@@ -80,3 +80,23 @@ def test_import_refuses_a_wrong_key_and_an_edited_calibration(homes, tmp_path):
     garbage = tmp_path / "garbage.jws"
     garbage.write_text(json.dumps({"protected": b64url(b"{}"), "payload": "x", "signature": "y"}))
     assert calib(b, "import", str(garbage), "--trust", str(a_jwk)).returncode == 2
+
+
+def test_a_store_written_before_content_ids_still_reads_and_applies(tmp_path):
+    """Stores from `calib set` of earlier firmware: random ids and `note` instead of `reason`."""
+    from station.decide.calibration import calibrated_catalog
+    from station.striptypes import BUILTIN_STRIP_TYPES
+
+    (tmp_path / "calib").mkdir()
+    (tmp_path / "calib" / "calibration.json").write_text(json.dumps({"_default": {"1": {
+        "id": "a1b2c3d4e5f6", "strip_type": "pesticide-generic", "cutoff": 0.71, "lot": "L0", "by": "li",
+        "note": "first lot", "created_at": "2026-11-01T08:00:00Z"}}}))
+    catalog, applied = calibrated_catalog(BUILTIN_STRIP_TYPES, tmp_path)
+    assert catalog["pesticide-generic"].cutoff == 0.71
+    cal = applied["pesticide-generic"]
+    assert cal.id == "a1b2c3d4e5f6" and cal.reason == "first lot" and cal.lot == "L0" and cal.curve is None
+    (tmp_path / "calib" / "calibration.json").write_text("{half")
+    from station.errors import CalibrationError
+
+    with pytest.raises(CalibrationError, match="damaged file"):
+        calibrated_catalog(BUILTIN_STRIP_TYPES, tmp_path)
