@@ -78,7 +78,11 @@ def test_cli_add_show_and_levey_jennings_chart(tmp_path):
         return subprocess.run([sys.executable, "-m", "calib.cli", "--home", str(tmp_path), "qc", *args],
                               capture_output=True, text=True, timeout=60)
 
-    for i, v in enumerate(BASE + [0.63, 0.61 + 2.3 * 0.0115, 0.61 + 2.5 * 0.0115, 0.60, 0.655]):
+    store = QCStore(tmp_path)  # the baseline straight into the store the CLI writes; the rest through the CLI
+    for i, v in enumerate(BASE):
+        store.add("L7", v, stamp(i))
+    store.close()
+    for i, v in enumerate([0.63, 0.61 + 2.3 * 0.0115, 0.61 + 2.5 * 0.0115, 0.60, 0.655], start=len(BASE)):
         done = calib("add", "--lot", "L7", "--tc", str(v), "--at", stamp(i))
         assert done.returncode == 0, done.stderr
     assert "1-3s" in done.stdout and "blocked" in done.stdout

@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 from calibseries import HIDDEN, LIMIT, dilution_series, photo
 
+from station.decide.qc import QCStore
 from station.journal import Journal
 from station.lab.rig import StationRig
 from station.protocol import signing
@@ -72,9 +73,10 @@ def test_results_cite_the_accepted_calibration_and_estimate_the_concentration(ri
 def test_a_westgard_reject_blocks_the_lot_until_a_control_card_reads_in_control(rig):
     rig, daemon = rig
     home = rig.home.root
+    store = QCStore(home)  # the lot's first ten control cards: its baseline (the file `calib qc add` writes)
     for i, v in enumerate([0.62, 0.60, 0.61, 0.63, 0.59, 0.61, 0.62, 0.60, 0.61, 0.61]):
-        assert calib(home, "qc", "add", "--lot", LOT, "--tc", str(v), "--at", f"2026-11-{i + 1:02d}T08:00:00Z"
-                     ).returncode == 0
+        store.add(LOT, v, f"2026-11-{i + 1:02d}T08:00:00Z")
+    store.close()
     assert daemon.press(sample="S-1")["ok"]
     calib(home, "qc", "add", "--lot", LOT, "--tc", "0.50", "--at", "2026-11-20T08:00:00Z")  # -9.5 SD
     for extra in ({}, {"strip_type": "pesticide-generic"}):  # the loop's refusal, and the socket's check
