@@ -12,6 +12,7 @@ from station import photos
 from station.acquire import acquire
 from station.config import StationConfig
 from station.decide.calibration import calibrated_catalog
+from station.decide.qc import lot_blocked
 from station.errors import JournalDamagedError
 from station.events import Event, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
@@ -36,7 +37,7 @@ class Daemon:
         self.boot = clock.boot_counter(home.state)
         self.key = signing.load_private_key(signing_key_path(home, cfg.station.key_file))
         self.journal = _open_journal(home)
-        self.strip_types, self.calibration_ids = calibrated_catalog(cfg.strip_types, home.root)
+        self.strip_types, self.calibrations = calibrated_catalog(cfg.strip_types, home.root)
         self.disk = self._disk()
         self.camera = None
         self.panel = None
@@ -57,7 +58,7 @@ class Daemon:
         self.camera = registry.open_device("camera", self.cfg.camera.driver, self.cfg.camera, self.cfg.resolve)
         # One panel driver today; gpio.pin_factory (or $GPIOZERO_PIN_FACTORY) chooses real pins or mock ones.
         self.panel = registry.open_device("panel", "gpiozero", self.cfg.gpio, lambda: self.post(Press("button")))
-        recorder = Recorder(self.cfg, self.key, self.boot, self.journal, self.home.images, self.calibration_ids,
+        recorder = Recorder(self.cfg, self.key, self.boot, self.journal, self.home.images, self.calibrations,
                             notify=lambda: self.publisher and self.publisher.notify())
         self.workflow = Workflow(
             strip_types=self.strip_types, default_type=self.cfg.assay.strip_type, retakes=self.cfg.assay.retakes,
@@ -166,9 +167,16 @@ class Daemon:
     def _refusal(self) -> str | None:
         """Why no new sample may be taken now, in the words the operator and the log get; None if it may."""
         if self.disk.level != "full":
-            return None
+            return self._lot_refusal(None)
         return (f"disk {self.disk.used_pct:.1f}% full (limit {self.cfg.storage.refuse_pct}%): "
                 "new samples refused until space is freed; no result has been lost")
+
+    def _lot_refusal(self, strip_type: str | None) -> str | None:
+        """A lot whose latest control card broke Westgard 1-3s is refused, exactly like a failed control card.
+        The lot in use is the one the strip type's calibration was accepted for; read fresh on each press, so
+        `calib qc add` blocks or releases it without a restart."""
+        cal = self.calibrations.get(strip_type or self.cfg.assay.strip_type)
+        return lot_blocked(self.home.root, cal.lot) if cal else None
 
     def _prune(self) -> None:
         """Free space by deleting photographs of town-acknowledged results only; journal rows are never evicted."""
@@ -215,6 +223,11 @@ class Daemon:
             problem = bad_sample_id(req.get("sample"))
             if problem:
                 return {"ok": False, "error": problem}
+            if req.get("strip_type"):
+                # The loop's refusal covers the default strip type (the button); a socket press may name another.
+                blocked = self._lot_refusal(req["strip_type"])
+                if blocked:
+                    return {"ok": False, "error": blocked}
             # The same event the button posts, carrying this request's sample, strip type and reply.
             self.post(Press("socket", req.get("sample"), req.get("strip_type"), answer.put))
             if not req.get("wait", True):

@@ -43,6 +43,14 @@ class CalibrationError(StationError, ValueError):
     """The calibration store is unreadable or a calibration value is out of bounds."""
 
 
+class SeriesRefused(CalibrationError, ValueError):
+    """A series of standards cannot support a cutoff (too few levels, non-monotonic, LOD above the limit …)."""
+
+
+class QCError(StationError, ValueError):
+    """The QC control-card store is unreadable or a control reading has a bad value."""
+
+
 # ---- the wire contract ---------------------------------------------------------------------------------------
 class SignatureError(StationError, ValueError):
     """A JWS message is malformed or its signature does not verify."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from station import photos
+from station.decide.calibration import estimate, record_calibration
 from station.errors import StationError
 from station.host import clock
 from station.journal import Journal
@@ -45,18 +46,23 @@ def reading_of(strip) -> dict[str, Any]:
 
 
 def message_factory(*, cfg, key, boot: dict, read_at: str, clock_synced: bool, sample: dict, strip,
-                    strip_type, image_sha256: str | None, calibration_id: str | None = None
+                    strip_type, image_sha256: str | None, calibration=None
                     ) -> Callable[[int, str], bytes]:
-    """The journal calls this inside its transaction, once seq and prev are fixed."""
+    """The journal calls this inside its transaction, once seq and prev are fixed.
+
+    `calibration` is the Calibration in force for the strip type (or None): the record cites its id and lot,
+    and with a fitted curve carries the estimated concentration; the verdict is still the cutoff's.
+    """
+    lot = calibration.lot if calibration else None
 
     def make(seq: int, prev: str) -> bytes:
         payload = build_result_payload(
             seq=seq, prev=prev, station_path=cfg.station.path, station_id=cfg.station.id, boot=boot,
             read_at=read_at, clock_synced=clock_synced, sample=sample,
-            strip={"type": strip_type.name, "analyte": strip_type.analyte, "lot": None, "slot": strip.slot},
+            strip={"type": strip_type.name, "analyte": strip_type.analyte, "lot": lot, "slot": strip.slot},
             reading=reading_of(strip), verdict=strip.verdict, quality=list(strip.quality),
-            calibration={"id": calibration_id, "cutoff": strip_type.cutoff},
-            image_sha256=image_sha256, source="camera",
+            calibration=record_calibration(calibration, strip_type.cutoff),
+            image_sha256=image_sha256, source="camera", estimate=estimate(calibration, strip.tc_ratio),
         )
         return signing.sign_jws(payload, key, cfg.station.kid, RESULT_TYP)
 
@@ -75,10 +81,10 @@ def summary(entry, strip) -> dict:
 class Recorder:
     """Commits a photograph's decided strips; the loop calls it before it shows, prints or sends anything."""
 
-    def __init__(self, cfg, key, boot: int, journal: Journal, images: Path, calibration_ids: dict[str, str],
+    def __init__(self, cfg, key, boot: int, journal: Journal, images: Path, calibrations: dict,
                  notify: Callable[[], None]):
         self.cfg, self.key, self.boot, self.journal = cfg, key, boot, journal
-        self.images, self.calibration_ids, self.notify = images, calibration_ids, notify
+        self.images, self.calibrations, self.notify = images, calibrations, notify
 
     def record(self, job, frame, strips: list, strip_type) -> tuple[list[dict], str | None]:
         """Data first: the photograph and every result are durable before anyone is shown or sent them.
@@ -102,7 +108,7 @@ class Recorder:
             make = message_factory(
                 cfg=self.cfg, key=self.key, boot=boot, read_at=read_at, clock_synced=synced,
                 sample={"id": sample_id, "producer": None}, strip=strip, strip_type=strip_type,
-                image_sha256=image_sha, calibration_id=self.calibration_ids.get(strip_type.name),
+                image_sha256=image_sha, calibration=self.calibrations.get(strip_type.name),
             )
             try:
                 entry = self.journal.append(make, verdict=strip.verdict, sample_id=sample_id,

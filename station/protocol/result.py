@@ -55,8 +55,13 @@ def build_result_payload(
     calibration: Mapping[str, Any],
     image_sha256: str | None,
     source: str,
+    estimate: Mapping[str, Any] | None = None,
 ) -> dict:
-    """A validated v1 record. Mappings are copied, so later changes by the caller do not leak in."""
+    """A validated v1 record. Mappings are copied, so later changes by the caller do not leak in.
+
+    `estimate` is the semi-quantitative reading of a strip type calibrated with a fitted curve. It is an optional
+    v1 field: records without it stay valid, so towns that predate it keep verifying.
+    """
     payload = {
         "v": RECORD_VERSION,
         "id": f"{station_id}:{seq}",
@@ -75,6 +80,8 @@ def build_result_payload(
         "source": source,
         "firmware": __version__,
     }
+    if estimate is not None:
+        payload["estimate"] = _plain(estimate)
     validate_payload(payload)
     return payload
 
