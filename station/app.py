@@ -208,29 +208,42 @@ class Daemon:
         """Runs on a socket thread: post to the loop and wait for its answer."""
         cmd = req.get("cmd")
         answer: queue.Queue[dict] = queue.Queue(maxsize=1)
+
+        def put(reply: dict) -> None:
+            try:
+                answer.put_nowait(reply)  # the first answer wins; a no-wait press is not waited for again
+            except queue.Full:
+                pass
+
         if cmd == "press":
-            if req.get("strip_type") and req["strip_type"] not in self.strip_types:
-                return {"ok": False, "error": f"strip type {req['strip_type']!r} unknown; known: "
-                        f"{', '.join(sorted(self.strip_types))}"}
-            problem = bad_sample_id(req.get("sample"))
+            problem = self._bad_press(req)
             if problem:
                 return {"ok": False, "error": problem}
+            wait = req.get("wait", True)
             # The same event the button posts, carrying this request's sample, strip type and reply.
-            self.post(Press("socket", req.get("sample"), req.get("strip_type"), answer.put))
-            if not req.get("wait", True):
-                return {"ok": True, "queued": True}
-            timeout = REPLY_TIMEOUT_S + self.workflow.incubation_s(req.get("strip_type"))
+            self.post(Press("socket", req.get("sample"), req.get("strip_type"), put, None if wait else put))
+            # Even --no-wait waits for the loop to take the press: "queued" for a press ignored as busy is a lie.
+            timeout = REPLY_TIMEOUT_S + self.workflow.incubation_s(req.get("strip_type")) if wait else 10.0
             try:
                 return answer.get(timeout=timeout)
             except queue.Empty:
                 return {"ok": False, "error": f"no answer from the station loop within {timeout:.0f} s"}
         if cmd == "status":
-            self.post(StatusRequest(answer.put))
+            self.post(StatusRequest(put))
             try:
                 return {"ok": True, **answer.get(timeout=10)}
             except queue.Empty:
                 return {"ok": False, "error": "the station loop is busy; try again"}
-        return {"ok": False, "error": f"unknown command {cmd!r}; one of press, status"}
+        return {"ok": False, "error": f"unknown command {str(cmd)[:40]!r}; one of press, status"}
+
+    def _bad_press(self, req: dict) -> str | None:
+        """Why a press request cannot be taken as sent, or None; every field is checked before it is used."""
+        st = req.get("strip_type")
+        if st is not None and (not isinstance(st, str) or st not in self.strip_types):
+            return (f"strip type {str(st)[:40]!r} unknown; known: {', '.join(sorted(self.strip_types))}")
+        if not isinstance(req.get("wait", True), bool):
+            return "wait must be true or false"
+        return bad_sample_id(req.get("sample"))
 
 
 def _open_journal(home: Home) -> Journal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 from tinydb import Query, TinyDB
@@ -30,9 +31,16 @@ class AtomicJSONStorage(Storage):
         except FileNotFoundError:
             return None
         try:
-            return json.loads(text) if text.strip() else None
-        except ValueError as exc:
+            data = json.loads(text) if text.strip() else None
+        except (ValueError, RecursionError) as exc:
             raise CalibrationError(f"{self.path}: damaged calibration file ({exc}); restore it from a backup") from None
+        # TinyDB's own layout: {table: {doc_id: {...}}}; anything else would crash it far from here.
+        if data is not None and not (isinstance(data, dict) and all(
+                isinstance(t, dict) and all(k.isdigit() and isinstance(d, dict) for k, d in t.items())
+                for t in data.values())):
+            raise CalibrationError(f"{self.path}: damaged calibration file (not TinyDB's {{table: {{id: {{...}}}}}} "
+                                   "layout); restore it from a backup")
+        return data
 
     def write(self, data: dict) -> None:
         atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
@@ -59,7 +67,7 @@ class CalibrationStore:
         self._db = TinyDB(self.path, storage=AtomicJSONStorage)
 
     def add(self, strip_type: str, cutoff: float, *, lot: str | None, by: str, note: str = "") -> Calibration:
-        if not 0 < cutoff < 10:
+        if isinstance(cutoff, bool) or not 0 < cutoff < 10:
             raise CalibrationError(f"cutoff {cutoff} outside 0..10 (a T/C ratio)")
         cal = Calibration(id=uuid.uuid4().hex[:12], strip_type=strip_type, cutoff=float(cutoff), lot=lot, by=by,
                           note=note, created_at=now_rfc3339())
@@ -68,7 +76,23 @@ class CalibrationStore:
 
     def history(self, strip_type: str | None = None) -> list[Calibration]:
         docs = self._db.all() if strip_type is None else self._db.search(Query().strip_type == strip_type)
-        return [Calibration(**d) for d in docs]
+        return [self._calibration(d) for d in docs]
+
+    def _calibration(self, doc: dict) -> Calibration:
+        """One stored calibration, checked field by field: a hand-edited file must not pass `true` as cutoff 1."""
+        where = f"{self.path}: calibration {str(doc.get('id'))[:40]!r}"
+        fields = {f.name: f.type for f in dataclass_fields(Calibration)}
+        if set(doc) != set(fields):
+            raise CalibrationError(f"{where}: fields {sorted(map(str, doc))[:10]}, expected {sorted(fields)}")
+        for name in ("id", "strip_type", "by", "note", "created_at"):
+            if not isinstance(doc[name], str):
+                raise CalibrationError(f"{where}: {name} must be text, got {type(doc[name]).__name__}")
+        if doc["lot"] is not None and not isinstance(doc["lot"], str):
+            raise CalibrationError(f"{where}: lot must be text or null, got {type(doc['lot']).__name__}")
+        cutoff = doc["cutoff"]
+        if isinstance(cutoff, bool) or not isinstance(cutoff, int | float) or not 0 < cutoff < 10:
+            raise CalibrationError(f"{where}: cutoff {str(cutoff)[:40]} must be a number in 0..10 (a T/C ratio)")
+        return Calibration(**{**doc, "cutoff": float(cutoff)})
 
     def current(self, strip_type: str) -> Calibration | None:
         """The newest calibration wins; history is kept because past results cite calibrations by id."""

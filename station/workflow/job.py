@@ -83,6 +83,8 @@ class Workflow:
         if ev.reply:
             job.replies.append(ev.reply)
         self.job = job
+        if ev.started:
+            ev.started({"ok": True, "queued": True, "job": job.id})
         self.camera.new_sample()
         self.state = StationState.WORKING
         self.panel.show("working")
@@ -114,13 +116,16 @@ class Workflow:
             self._acquire(job)
             return
         strips = rules.recordable(score)
-        recorded, failure = self._record(job, frame, strips) if strips else ([], None)
+        recorded, failure, fault = self._record(job, frame, strips) if strips else ([], None, False)
         problems = "; ".join(p for p in (rules.problems(score), failure) if p)
-        state = rules.indication([s.verdict for s in strips], bool(problems))
+        state = rules.indication([s.verdict for s in strips], bool(problems), storage_fault=fault)
         reply = {"ok": bool(recorded), "results": recorded, "photo": frame.source}
-        if problems:
+        if fault:
+            # Photographing again cannot help when the photograph or the result cannot be stored.
+            reply["error"] = f"{rules.REFUSED_WORDS}: {failure}"
+        elif problems:
             reply["retake"] = problems
-        if not recorded:
+        if not recorded and not fault:
             reply["error"] = f"nothing recorded: {problems or 'no cassette could be read'}"
         self._finish(job, state, reply)
 
