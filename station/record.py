@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from station import photos
+from station.diskguard import Reserve, with_reserve
 from station.errors import StationError
 from station.host import clock
 from station.journal import Journal, Pending
@@ -76,9 +77,10 @@ class Recorder:
     """Commits a photograph's decided strips; the loop calls it before it shows, prints or sends anything."""
 
     def __init__(self, cfg, key, boot: int, journal: Journal, images: Path, calibration_ids: dict[str, str],
-                 notify: Callable[[], None]):
+                 notify: Callable[[], None], reserve: Reserve | None = None):
         self.cfg, self.key, self.boot, self.journal = cfg, key, boot, journal
         self.images, self.calibration_ids, self.notify = images, calibration_ids, notify
+        self.reserve = reserve  # released if the disk fills between the press and the commit
 
     def record(self, job, frame, strips: list, strip_type) -> tuple[list[dict], str | None, bool]:
         """Data first: the photograph and every result are durable before anyone is shown or sent them.
@@ -89,7 +91,8 @@ class Recorder:
         operator cannot fix that by photographing again, so the panel says "call the technician".
         """
         try:
-            image_path, image_sha = photos.save_image(self.images, frame.jpeg)
+            image_path, image_sha = with_reserve(self.reserve, "saving the photograph",
+                                                 lambda: photos.save_image(self.images, frame.jpeg))
         except StationError as exc:
             log.error("sample %d: photograph not saved, nothing recorded: %s", job.id, exc)
             return [], f"photograph not saved ({exc}); nothing recorded", True
@@ -105,7 +108,7 @@ class Recorder:
             )
             pending.append(Pending(make, strip.verdict, sample_id, str(image_path)))
         try:
-            entries = self.journal.append_many(pending)
+            entries = with_reserve(self.reserve, "journaling the results", lambda: self.journal.append_many(pending))
         except StationError as exc:
             log.error("sample %d: NOT recorded (none of its %d cassettes): %s", job.id, len(strips), exc)
             return [], f"none of the {len(strips)} cassettes recorded: {exc}", True

@@ -66,6 +66,18 @@ class Workflow:
     def show_ready(self) -> None:
         self.panel.show("refused" if self._refusal() else "idle")
 
+    def refresh_panel(self) -> None:
+        """The refusal changed (disk filled or freed): relight unless a sample is being read. A refusal
+        replaces a verdict still lit (the verdict was told already; "call the technician" is news), while
+        the end of one does not hide a verdict."""
+        if self.job is not None:
+            return
+        if self._refusal():
+            self._shown_at = None
+            self.panel.show("refused")
+        elif self._shown_at is None:
+            self.show_ready()
+
     def press(self, ev: Press) -> None:
         if self.job is not None:
             log.info("press from %s ignored: sample %d is being read", ev.origin, self.job.id)
