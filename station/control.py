@@ -23,7 +23,10 @@ def request(sock_path: Path, req: dict, timeout: float = 120.0) -> dict:
     """Send one request to the running daemon and return its reply."""
     s = _connect(sock_path, timeout)
     with s:
-        s.sendall(json.dumps(req).encode() + b"\n")
+        try:
+            s.sendall(json.dumps(req).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a busy daemon answers and closes before reading the request; its answer is still readable
         buf = b""
         try:
             while not buf.endswith(b"\n"):
@@ -33,6 +36,8 @@ def request(sock_path: Path, req: dict, timeout: float = 120.0) -> dict:
                 buf += chunk
         except TimeoutError:
             raise ControlError(f"the daemon did not answer within {timeout:.0f} s") from None
+        except ConnectionResetError:
+            pass
     if not buf:
         raise ControlError("the daemon closed the connection without answering")
     try:

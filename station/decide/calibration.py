@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
-from tinydb import Query, TinyDB
+from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from station.errors import CalibrationError
@@ -75,8 +75,9 @@ class CalibrationStore:
         return cal
 
     def history(self, strip_type: str | None = None) -> list[Calibration]:
-        docs = self._db.all() if strip_type is None else self._db.search(Query().strip_type == strip_type)
-        return [self._calibration(d) for d in docs]
+        # Every document is checked, not only the matching ones: a damaged file is damaged for every strip type.
+        found = [self._calibration(d) for d in self._db.all()]
+        return found if strip_type is None else [c for c in found if c.strip_type == strip_type]
 
     def _calibration(self, doc: dict) -> Calibration:
         """One stored calibration, checked field by field: a hand-edited file must not pass `true` as cutoff 1."""
