@@ -179,14 +179,14 @@ class Daemon:
             if self.disk.level != "ok":
                 self._prune()
             self._publish_status()
-        refused = self._refusal()
-        if refused != self._refused:
-            # The red blink and the log follow the disk both ways, without waiting for a press.
+        refused, was = self._refusal(), self._refused
+        self._refused = refused
+        if bool(refused) != bool(was):
+            # The red blink and the log follow the disk both ways, once per change, without waiting for a press.
             if refused:
                 log.error(refused)
             else:
                 log.warning("disk %.1f%% used: samples accepted again", self.disk.used_pct)
-            self._refused = refused
             self.workflow.refresh_panel()
             self._publish_status()
 

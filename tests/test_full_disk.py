@@ -29,7 +29,7 @@ def rig(tmp_path):
     yield r
     if r.proc is not None:
         r.proc.kill()
-    fs.unmount()
+    fs.unmount(keep=False)
 
 
 def start(rig):

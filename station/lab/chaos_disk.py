@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from station.lab.chaos import Chaos
 
 FILLER = "filler.bin"
+CHAOS_TMPFS_MB = 64  # room for the whole run's journal and photographs, small enough to fill in a second
 
 
 class Tmpfs:
@@ -35,8 +36,18 @@ class Tmpfs:
             raise StationError(f"cannot mount a {size_mb} MB tmpfs at {where}: "
                                f"{(done.stderr or done.stdout).strip() or 'mount failed'}")
 
-    def unmount(self) -> None:
+    def unmount(self, keep: bool = True) -> None:
+        """Unmount; with keep, the contents are copied back onto the folder first (a failed run is evidence)."""
+        aside = Path(tempfile.mkdtemp(prefix=f".{self.where.name}.keep-", dir=self.where.parent)) if keep else None
+        if aside is not None:
+            for entry in list(self.where.iterdir()):
+                if entry.name != FILLER:
+                    shutil.move(str(entry), aside / entry.name)
         subprocess.run(["umount", "-l", str(self.where)], capture_output=True, check=False)
+        if aside is not None:
+            for entry in list(aside.iterdir()):
+                shutil.move(str(entry), self.where / entry.name)
+            aside.rmdir()
 
 
 def move_onto_tmpfs(root: Path, size_mb: int) -> Tmpfs:
@@ -83,6 +94,27 @@ def free_bytes(folder: Path) -> int:
 
 # ---- the chaos phase ------------------------------------------------------------------------------------------
 
+def prepare(run: Chaos) -> Tmpfs | None:
+    """Put the chaos station's home on its own tmpfs before the daemon first starts; None (said) if not allowed."""
+    try:
+        return move_onto_tmpfs(run.rig.home.root, CHAOS_TMPFS_MB)
+    except StationError as exc:
+        return _skip(f"full-disk phase will be skipped: {exc}")
+
+
+def judge(rep: dict, disk: dict) -> dict:
+    """Fold the phase into the run's report: any problem fails the run, like a lost result."""
+    rep["disk_phase"] = disk
+    rep["passed"] = bool(rep.get("passed")) and not disk.get("problems")
+    return rep
+
+
+def _skip(msg: str) -> None:
+    import sys
+
+    print(f"chaos: {msg}", file=sys.stderr, flush=True)
+    return None
+
 def disk_phase(run: Chaos) -> dict:
     """Fill the station's disk while it runs, check it refuses and explains, free it, check it recovers.
 
@@ -92,10 +124,24 @@ def disk_phase(run: Chaos) -> dict:
     if not os.path.ismount(home.root):
         return {"ran": False, "why": "the station home is not on a tmpfs (mounting needs root)", "problems": []}
     problems: list[str] = []
+    try:
+        after = _full_then_free(run, problems)
+    except StationError as exc:  # a wait that timed out is a finding of the phase, not a crash of the run
+        problems.append(str(exc))
+        return {"ran": True, "problems": problems}
+    with run.t.lock:
+        for r in after.get("results") or []:
+            run.t.shown[r["seq"]] = {"sample": r["sample"], "verdict": r["verdict"], "id": r["id"]}
+    return {"ran": True, "problems": problems, "recovered_results": len(after.get("results") or [])}
+
+
+def _full_then_free(run: Chaos, problems: list[str]) -> dict:
+    home = run.rig.home
     filler = fill(home.root)
     t_full = time.monotonic()
     try:
-        st = wait_for(lambda: _status(run).get("refusing"), 15, "the station to refuse samples on a full disk")
+        st = wait_for(lambda: (s := _status(run)).get("refusing") and s, 15,
+                      "the station to refuse samples on a full disk")
         if "disk" not in st["refusing"]:
             problems.append(f"refusal does not name the disk: {st['refusing']}")
         if st.get("panel") != "refused":
@@ -109,18 +155,14 @@ def disk_phase(run: Chaos) -> dict:
         # Stay full for a whole status period, so the periodic prune runs against the full disk too.
         wait_for(lambda: time.monotonic() - t_full > 32 or not run.daemon.running, 40, "a prune period")
         if not run.daemon.running:
-            problems.append("the daemon exited on the full disk")
-            return {"ran": True, "problems": problems}
+            raise StationError("the daemon exited on the full disk")
     finally:
         filler.unlink(missing_ok=True)
     wait_for(lambda: not _status(run).get("refusing", "down"), 15, "the station to accept samples again")
     after = run.daemon.press()
     if not after.get("ok"):
         problems.append(f"no press accepted after the disk was freed: {after}")
-    with run.t.lock:
-        for r in after.get("results") or []:
-            run.t.shown[r["seq"]] = {"sample": r["sample"], "verdict": r["verdict"], "id": r["id"]}
-    return {"ran": True, "problems": problems, "recovered_results": len(after.get("results") or [])}
+    return after
 
 
 def _status(run: Chaos) -> dict:
