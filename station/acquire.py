@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from station.errors import DeviceError, ImageError, StationError
+from station.decode import decode_image
+from station.errors import DeviceError, StationError
 from station.events import Scored
 from station.striptypes import StripType
 
@@ -15,12 +16,8 @@ log = logging.getLogger("station.app")
 
 
 def decode_jpeg(jpeg: bytes, source: str) -> np.ndarray:
-    import cv2
-
-    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ImageError(f"{source}: not a decodable image")
-    return img
+    """The camera's photograph as BGR; the size is checked from the header first (station.decode)."""
+    return decode_image(jpeg, source)
 
 
 def acquire(camera, job, strip_type: StripType, post: Callable[[Scored], None]) -> None:

@@ -8,16 +8,16 @@ import signal
 import time
 from collections.abc import Callable
 
-from station import photos
+from station import diskguard, diskwait, photos
 from station.acquire import acquire
 from station.config import StationConfig
 from station.decide.calibration import calibrated_catalog
 from station.decide.qc import lot_blocked
-from station.errors import JournalDamagedError
+from station.errors import JournalDamagedError, JournalError, StationError, StorageError
 from station.events import Event, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
 from station.host import clock, sdnotify
-from station.journal import Journal
+from station.journal import Journal, JournalStats
 from station.protocol import signing
 from station.record import Recorder, bad_sample_id
 from station.workflow.job import Workflow
@@ -34,32 +34,42 @@ class Daemon:
         self.cfg, self.home = cfg, home
         self._disk_usage = disk_usage  # injectable so a nearly full disk can be tested without filling one
         self.events: queue.Queue[Event] = queue.Queue()
-        self.boot = clock.boot_counter(home.state)
-        self.key = signing.load_private_key(signing_key_path(home, cfg.station.key_file))
-        self.journal = _open_journal(home)
-        self.strip_types, self.calibrations = calibrated_catalog(cfg.strip_types, home.root)
+        clock.clock_synced()  # starts the first timedatectl query off the loop
+        self.reserve = diskguard.Reserve(home.root / "data" / diskguard.RESERVE_NAME,
+                                         diskguard.reserve_size(disk_usage(home.root).total))
         self.disk = self._disk()
+        self.boot, self.boot_saved = self._boot_counter()
+        self.key = signing.load_private_key(signing_key_path(home, cfg.station.key_file))
+        self.journal, self.journal_problem = self._try_open_journal()
+        self.strip_types, self.calibrations = calibrated_catalog(cfg.strip_types, home.root)
         self.camera = None
         self.panel = None
         self.publisher = None
         self.control = None
         self.workflow: Workflow | None = None
         self._last_status = 0.0
+        self._refused: str | None = None  # the refusal last shown, so a change is logged and lit once
 
     @property
     def state(self) -> StationState:
         return self.workflow.state if self.workflow else StationState.STARTING
 
     # ---- start / stop -------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Open devices, socket and publisher; False if told to stop while waiting for disk space."""
         from drivers import registry
         from station.control import ControlServer
 
         self.camera = registry.open_device("camera", self.cfg.camera.driver, self.cfg.camera, self.cfg.resolve)
         # One panel driver today; gpio.pin_factory (or $GPIOZERO_PIN_FACTORY) chooses real pins or mock ones.
         self.panel = registry.open_device("panel", "gpiozero", self.cfg.gpio, lambda: self.post(Press("button")))
+        # The socket comes first so `station status` answers even while a full disk keeps the journal shut.
+        self.control = ControlServer(self.home.control_socket, self._control_request)
+        self.control.start()
+        if self.journal is None and not diskwait.wait_for_journal(self):
+            return False
         recorder = Recorder(self.cfg, self.key, self.boot, self.journal, self.home.images, self.calibrations,
-                            notify=lambda: self.publisher and self.publisher.notify())
+                            notify=lambda: self.publisher and self.publisher.notify(), reserve=self.reserve)
         self.workflow = Workflow(
             strip_types=self.strip_types, default_type=self.cfg.assay.strip_type, retakes=self.cfg.assay.retakes,
             wait_incubation=self.cfg.assay.wait_incubation, camera=self.camera, panel=self.panel,
@@ -73,14 +83,16 @@ class Daemon:
             self.publisher.start()
         else:
             log.warning("broker.url is empty: running offline; results stay queued in the journal")
-        self.control = ControlServer(self.home.control_socket, self._control_request)
-        self.control.start()
         stats = self.journal.stats()
         log.info("station %s ready: boot %d, last seq %d, town acked %d, %d unacknowledged, disk %.1f%%",
                  self.cfg.station.path, self.boot, stats.last_seq, stats.acked_seq, stats.unacked,
                  self.disk.used_pct)
         self.workflow.ready()
-        sdnotify.notify("READY=1", f"STATUS=idle, last seq {stats.last_seq}")
+        self._refused = self._refusal()
+        if self._refused:
+            log.error(self._refused)
+        sdnotify.notify("READY=1", f"STATUS={self._refused or 'idle'}, last seq {stats.last_seq}")
+        return True
 
     def _make_publisher(self):
         from station.publisher import Publisher, PublisherSettings
@@ -106,7 +118,8 @@ class Daemon:
             self.panel.close()
         if self.camera:
             self.camera.close()
-        self.journal.close()
+        if self.journal:
+            self.journal.close()
 
     # ---- events -------------------------------------------------------------------------------------
     def post(self, ev: Event) -> None:
@@ -116,9 +129,9 @@ class Daemon:
         """Foreground daemon: signals post a stop, so shutdown happens between events, never inside one."""
         signal.signal(signal.SIGTERM, lambda *_: self.post(Stop()))
         signal.signal(signal.SIGINT, lambda *_: self.post(Stop()))
-        self.start()
         try:
-            self.serve()
+            if self.start():
+                self.serve()
         finally:
             self.stop()
 
@@ -157,15 +170,35 @@ class Daemon:
         sdnotify.notify("WATCHDOG=1")
         now = time.monotonic()
         self.workflow.tick(now)
+        self.disk = self._disk()  # one statvfs: cheap enough every second, so space coming back is seen at once
+        if not self.boot_saved:
+            self._save_boot_counter()
+        if self.disk.level == "ok":
+            self.reserve.restore(self.disk.free_bytes)
         if now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
-            self.disk = self._disk()
             if self.disk.level != "ok":
                 self._prune()
+            self._publish_status()
+        refused, was = self._refusal(), self._refused
+        self._refused = refused
+        if bool(refused) != bool(was):
+            # The red blink and the log follow the disk both ways, once per change, without waiting for a press.
+            if refused:
+                log.error(refused)
+            else:
+                log.warning("disk %.1f%% used: samples accepted again", self.disk.used_pct)
+            self.workflow.refresh_panel()
             self._publish_status()
 
     def _refusal(self) -> str | None:
         """Why no new sample may be taken now, in the words the operator and the log get; None if it may."""
+        if self.journal is None:
+            return (f"disk {self.disk.used_pct:.1f}% full: the journal cannot be opened ({self.journal_problem}); "
+                    "waiting for space to be freed; no result has been lost")
+        if not self.boot_saved:
+            return (f"disk {self.disk.used_pct:.1f}% full: the boot counter cannot be saved, so new samples are "
+                    "refused until space is freed; no result has been lost")
         if self.disk.level != "full":
             return self._lot_refusal(None)
         return (f"disk {self.disk.used_pct:.1f}% full (limit {self.cfg.storage.refuse_pct}%): "
@@ -177,11 +210,46 @@ class Daemon:
         `calib qc add` blocks or releases it without a restart."""
         cal = self.calibrations.get(strip_type or self.cfg.assay.strip_type)
         return lot_blocked(self.home.root, cal.lot) if cal else None
+    def _boot_counter(self) -> tuple[int, bool]:
+        """This boot's counter and whether it is saved: a full disk must not stop start-up, only sampling."""
+        counter = clock.next_boot_counter(self.home.state)
+        try:
+            diskguard.with_reserve(self.reserve, "saving the boot counter",
+                                   lambda: clock.save_boot_counter(self.home.state, counter))
+        except StorageError as exc:
+            log.error("%s; samples are refused until it is saved", exc)
+            return counter, False
+        return counter, True
+
+    def _save_boot_counter(self) -> None:
+        try:
+            clock.save_boot_counter(self.home.state, self.boot)
+        except StorageError:
+            return
+        self.boot_saved = True
+        log.warning("boot counter %d saved now that there is disk space", self.boot)
+
+    def _try_open_journal(self) -> tuple[Journal | None, str | None]:
+        """The journal, or (None, why) when the disk is too full even to open it; other trouble stops start-up."""
+        try:
+            return diskguard.with_reserve(self.reserve, "opening the journal", lambda: _open_journal(self.home)), None
+        except JournalDamagedError:
+            raise
+        except JournalError as exc:
+            self.disk = self._disk()
+            if self.disk.level != "full":
+                raise
+            return None, str(exc)
 
     def _prune(self) -> None:
         """Free space by deleting photographs of town-acknowledged results only; journal rows are never evicted."""
         target = max(self.cfg.storage.warn_pct - 5, 5)
-        done = photos.prune_images(self.journal, self.home.images, target_pct=target, usage=self._disk_usage)
+        try:
+            done = photos.prune_images(self.journal, self.home.images, target_pct=target, usage=self._disk_usage)
+        except StationError as exc:
+            # A full disk can refuse even the prune's bookkeeping; the loop must outlive it and try again later.
+            log.error("disk %.1f%%: pruning photographs failed: %s", self.disk.used_pct, exc)
+            return
         if done.deleted:
             log.warning("disk %.1f%%: pruned %d acknowledged photographs (%d bytes)", self.disk.used_pct,
                         done.deleted, done.freed_bytes)
@@ -196,14 +264,16 @@ class Daemon:
                                  usage=self._disk_usage)
 
     def status(self) -> dict:
-        stats = self.journal.stats()
+        stats = self.journal.stats() if self.journal else JournalStats(0, 0, 0, 0, 0, 0)
         return {
             "station": self.cfg.station.path, "state": str(self.state), "boot": self.boot,
             "last_seq": stats.last_seq, "acked_seq": stats.acked_seq, "outbox": stats.unacked,
             "quarantined": stats.quarantined, "disk_pct": self.disk.used_pct, "disk": self.disk.level,
             "clock_synced": clock.clock_synced(), "lights": self.panel.lights() if self.panel else {},
+            "panel": getattr(self.panel, "state", None),
             "connected": bool(self.publisher and self.publisher.state.connected),
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
+            "refusing": self._refusal(), "disk_reserve": self.reserve.held,
         }
 
     def _publish_status(self) -> None:
@@ -216,11 +286,15 @@ class Daemon:
         """Runs on a socket thread: post to the loop and wait for its answer."""
         cmd = req.get("cmd")
         answer: queue.Queue[dict] = queue.Queue(maxsize=1)
+
+        def put(reply: dict) -> None:
+            try:
+                answer.put_nowait(reply)  # the first answer wins; a no-wait press is not waited for again
+            except queue.Full:
+                pass
+
         if cmd == "press":
-            if req.get("strip_type") and req["strip_type"] not in self.strip_types:
-                return {"ok": False, "error": f"strip type {req['strip_type']!r} unknown; known: "
-                        f"{', '.join(sorted(self.strip_types))}"}
-            problem = bad_sample_id(req.get("sample"))
+            problem = self._bad_press(req) or (None if self.workflow else self._refusal() or "the station is starting")
             if problem:
                 return {"ok": False, "error": problem}
             if req.get("strip_type"):
@@ -228,22 +302,31 @@ class Daemon:
                 blocked = self._lot_refusal(req["strip_type"])
                 if blocked:
                     return {"ok": False, "error": blocked}
+            wait = req.get("wait", True)
             # The same event the button posts, carrying this request's sample, strip type and reply.
-            self.post(Press("socket", req.get("sample"), req.get("strip_type"), answer.put))
-            if not req.get("wait", True):
-                return {"ok": True, "queued": True}
-            timeout = REPLY_TIMEOUT_S + self.workflow.incubation_s(req.get("strip_type"))
+            self.post(Press("socket", req.get("sample"), req.get("strip_type"), put, None if wait else put))
+            # Even --no-wait waits for the loop to take the press: "queued" for a press ignored as busy is a lie.
+            timeout = REPLY_TIMEOUT_S + self.workflow.incubation_s(req.get("strip_type")) if wait else 10.0
             try:
                 return answer.get(timeout=timeout)
             except queue.Empty:
                 return {"ok": False, "error": f"no answer from the station loop within {timeout:.0f} s"}
         if cmd == "status":
-            self.post(StatusRequest(answer.put))
+            self.post(StatusRequest(put))
             try:
                 return {"ok": True, **answer.get(timeout=10)}
             except queue.Empty:
                 return {"ok": False, "error": "the station loop is busy; try again"}
-        return {"ok": False, "error": f"unknown command {cmd!r}; one of press, status"}
+        return {"ok": False, "error": f"unknown command {str(cmd)[:40]!r}; one of press, status"}
+
+    def _bad_press(self, req: dict) -> str | None:
+        """Why a press request cannot be taken as sent, or None; every field is checked before it is used."""
+        st = req.get("strip_type")
+        if st is not None and (not isinstance(st, str) or st not in self.strip_types):
+            return (f"strip type {str(st)[:40]!r} unknown; known: {', '.join(sorted(self.strip_types))}")
+        if not isinstance(req.get("wait", True), bool):
+            return "wait must be true or false"
+        return bad_sample_id(req.get("sample"))
 
 
 def _open_journal(home: Home) -> Journal:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -15,14 +16,30 @@ CONFIG_NAME = "station.toml"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-def _bounds(lo: float | None = None, hi: float | None = None, choices: tuple = (), doc: str = "") -> dict:
-    return {"lo": lo, "hi": hi, "choices": choices, "doc": doc}
+def _bounds(lo: float | None = None, hi: float | None = None, choices: tuple = (), doc: str = "",
+            required: bool = False) -> dict:
+    # required: a key whose default would silently change behaviour (offline, dead button, no incubation),
+    # so a file cut short before it must be refused rather than filled in.
+    return {"lo": lo, "hi": hi, "choices": choices, "doc": doc, "required": required}
+
+
+_REQ = {"required": True}
+MAX_SHOWN = 60  # an error quotes at most this much of a value: a pasted megabyte must not fill the log
+
+
+def _clip(name: str) -> str:
+    return name if len(name) <= MAX_SHOWN else f"{name[:MAX_SHOWN]}…"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}… ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
 class StationIdentity:
-    id: str = field(default="", metadata=_bounds(doc="station id, e.g. st-0001"))
-    grid: str = field(default="", metadata=_bounds(doc="district/town/village"))
+    id: str = field(default="", metadata=_bounds(doc="station id, e.g. st-0001", required=True))
+    grid: str = field(default="", metadata=_bounds(doc="district/town/village", required=True))
     key_file: str = field(default="keys/station.key", metadata=_bounds(doc="Ed25519 signing key (PEM)"))
     key_serial: int = field(default=1, metadata=_bounds(1, 1_000_000))
 
@@ -41,7 +58,8 @@ class StationIdentity:
 
 @dataclass(frozen=True)
 class BrokerConfig:
-    url: str = field(default="", metadata=_bounds(doc='mqtt://HOST:PORT or mqtts://HOST:PORT; "" = offline'))
+    url: str = field(default="", metadata=_bounds(doc='mqtt://HOST:PORT or mqtts://HOST:PORT; "" = offline',
+                                                 required=True))
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
@@ -59,7 +77,7 @@ class TownConfig:
 @dataclass(frozen=True)
 class CameraConfig:
     # The real camera unless the simulation is asked for by name (gpiozero #600 in reverse).
-    driver: str = field(default="v4l2", metadata=_bounds(choices=driver_names("camera")))
+    driver: str = field(default="v4l2", metadata=_bounds(choices=driver_names("camera"), required=True))
     folder: str = field(default="sim-images", metadata=_bounds(doc="photographs the simulated camera serves"))
     device: str = field(default="/dev/video0", metadata=_bounds(doc="V4L2 device path or index"))
     width: int = field(default=1640, metadata=_bounds(320, 4656))
@@ -71,7 +89,7 @@ class CameraConfig:
 @dataclass(frozen=True)
 class GpioConfig:
     pin_factory: str = field(default="", metadata=_bounds(choices=("mock", "lgpio", "rpigpio", "native"), doc=(
-        'unset: gpiozero\'s own default; $GPIOZERO_PIN_FACTORY wins when set; "mock" simulates')))
+        'unset: gpiozero\'s own default; $GPIOZERO_PIN_FACTORY wins when set; "mock" simulates'), required=True))
     button_pin: int = field(default=17, metadata=_bounds(0, 27))
     green_led_pin: int = field(default=22, metadata=_bounds(0, 27))
     amber_led_pin: int = field(default=23, metadata=_bounds(0, 27))
@@ -82,15 +100,16 @@ class GpioConfig:
 
 @dataclass(frozen=True)
 class AssayConfig:
-    strip_type: str = field(default="pesticide-generic", metadata=_bounds(doc="name in the strip-type catalog"))
-    wait_incubation: bool = False
+    strip_type: str = field(default="pesticide-generic", metadata=_bounds(doc="name in the strip-type catalog",
+                                                                          required=True))
+    wait_incubation: bool = field(default=False, metadata=_REQ)
     retakes: int = field(default=1, metadata=_bounds(0, 5, doc="extra photographs when a gate asks for a retake"))
 
 
 @dataclass(frozen=True)
 class StorageConfig:
     warn_pct: float = field(default=80.0, metadata=_bounds(10, 99))
-    refuse_pct: float = field(default=95.0, metadata=_bounds(10, 99.9))
+    refuse_pct: float = field(default=95.0, metadata=_bounds(10, 99.9, required=True))
 
 
 _TABLES: dict[str, type] = {
@@ -153,10 +172,13 @@ def _check_value(path: str, text: str, table: str, f: dataclasses.Field, value: 
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-        raise ConfigError(path, key, f"must be {want.__name__}, got {type(value).__name__} {value!r}", line)
+        raise ConfigError(path, key, f"must be {want.__name__}, got {type(value).__name__} {_show(value)}", line)
+    if want is float and not math.isfinite(value):
+        # nan compares false with every bound, so it would slip through the range check below.
+        raise ConfigError(path, key, f"{value} is not a finite number", line)
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(path, key, f"{value!r} not allowed; one of {', '.join(meta['choices'])}", line)
+        raise ConfigError(path, key, f"{_show(value)} not allowed; one of {', '.join(meta['choices'])}", line)
     lo, hi = meta.get("lo"), meta.get("hi")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ConfigError(path, key, f"{value} out of range {lo}..{hi}", line)
@@ -169,24 +191,31 @@ def _build(path: str, text: str, table: str, cls: type, data: Any) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in known:
-            raise ConfigError(path, f"{table}.{key}", f"unknown key; allowed: {', '.join(known)}",
-                              _line_of(text, table, key))
+            raise ConfigError(path, f"{table}.{_clip(key)}", f"unknown key; allowed: "
+                              f"{', '.join(known)}", _line_of(text, table, key))
+    missing = [k for k, f in known.items() if f.metadata.get("required") and k not in data]
+    if missing:
+        raise ConfigError(path, table, f"missing required key{'s' * (len(missing) > 1)} {', '.join(missing)} "
+                          "(was the file cut short? `station init` writes a complete one)",
+                          _line_of(text, table, ""))
     return cls(**{k: _check_value(path, text, table, known[k], v) for k, v in data.items()})
 
 
 def _check_identity(path: str, text: str, ident: StationIdentity) -> None:
     if not _ID_RE.match(ident.id):
-        raise ConfigError(path, "station.id", f"{ident.id!r} must be 1-63 letters, digits, '-', '_' or '.'",
+        raise ConfigError(path, "station.id", f"{_show(ident.id)} must be 1-63 letters, digits, '-', '_' or '.'",
                           _line_of(text, "station", "id"))
     parts = ident.grid.split("/")
     if len(parts) != 3 or not all(_ID_RE.match(p) for p in parts):
-        raise ConfigError(path, "station.grid", f"{ident.grid!r} must be district/town/village",
+        raise ConfigError(path, "station.grid", f"{_show(ident.grid)} must be district/town/village",
                           _line_of(text, "station", "grid"))
 
 
 def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None) -> StationConfig:
     from station.striptypes import BUILTIN_STRIP_TYPES, strip_type_from_dict
 
+    # Windows Notepad saves UTF-8 with a byte-order mark, which tomllib refuses; it carries no meaning here.
+    text = text.removeprefix("\ufeff")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -194,9 +223,13 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         raise ConfigError(path, "", f"not valid TOML: {exc}", int(m.group(1)) if m else None) from None
     for key in data:
         if key not in _TABLES and key != "strip_types":
-            raise ConfigError(path, key, f"unknown table; allowed: {', '.join([*_TABLES, 'strip_types'])}",
+            raise ConfigError(path, _clip(key), f"unknown table; allowed: {', '.join([*_TABLES, 'strip_types'])}",
                               _line_of(text, None, key) or _line_of(text, key, ""))
-    parts = {name: _build(path, text, name, cls, data.get(name, {})) for name, cls in _TABLES.items()}
+    absent = [name for name in _TABLES if name not in data]
+    if absent:
+        raise ConfigError(path, "", f"missing table{'s' * (len(absent) > 1)} {', '.join(f'[{t}]' for t in absent)}"
+                          " (was the file cut short? `station init` writes a complete one)")
+    parts = {name: _build(path, text, name, cls, data[name]) for name, cls in _TABLES.items()}
     _check_identity(path, text, parts["station"])
     storage = parts["storage"]
     if storage.warn_pct >= storage.refuse_pct:
@@ -214,7 +247,7 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
             raise ConfigError(path, f"strip_types[{i}]", str(exc).removeprefix(where + ": ")) from None
         catalog[st.name] = st
     if parts["assay"].strip_type not in catalog:
-        raise ConfigError(path, "assay.strip_type", f"{parts['assay'].strip_type!r} not in the catalog; known: "
+        raise ConfigError(path, "assay.strip_type", f"{_show(parts['assay'].strip_type)} not in the catalog; known: "
                           f"{', '.join(sorted(catalog))}", _line_of(text, "assay", "strip_type"))
     home = home if home is not None else Path(path).resolve().parent
     return StationConfig(home=home, source=Path(path), strip_types=catalog, **parts)

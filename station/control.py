@@ -2,31 +2,31 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from station.errors import ControlError
 
 MAX_REQUEST = 64 * 1024
-
-
+MAX_CLIENTS = 32  # connections served at once; more get a one-line "busy" rather than a thread each
+BACKLOG = 64
+CONNECT_RETRY_S = 2.0
+log = logging.getLogger("station.control")
 
 
 def request(sock_path: Path, req: dict, timeout: float = 120.0) -> dict:
     """Send one request to the running daemon and return its reply."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(str(sock_path))
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise ControlError(f"no station daemon is listening on {sock_path} (start it with `station run`)") from None
-    except PermissionError:
-        raise ControlError(f"{sock_path}: permission denied (run as the station user)") from None
+    s = _connect(sock_path, timeout)
     with s:
-        s.sendall(json.dumps(req).encode() + b"\n")
+        try:
+            s.sendall(json.dumps(req).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a busy daemon answers and closes before reading the request; its answer is still readable
         buf = b""
         try:
             while not buf.endswith(b"\n"):
@@ -36,9 +36,39 @@ def request(sock_path: Path, req: dict, timeout: float = 120.0) -> dict:
                 buf += chunk
         except TimeoutError:
             raise ControlError(f"the daemon did not answer within {timeout:.0f} s") from None
+        except ConnectionResetError:
+            pass
     if not buf:
         raise ControlError("the daemon closed the connection without answering")
-    return json.loads(buf)
+    try:
+        reply = json.loads(buf)
+    except ValueError:
+        raise ControlError(f"the daemon's answer is not JSON: {buf[:80]!r}") from None
+    if not isinstance(reply, dict):
+        raise ControlError(f"the daemon's answer is not a JSON object: {buf[:80]!r}")
+    return reply
+
+
+def _connect(sock_path: Path, timeout: float) -> socket.socket:
+    """Connect, retrying briefly while the daemon's backlog is full (EAGAIN on a Unix socket)."""
+    deadline = time.monotonic() + CONNECT_RETRY_S
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(str(sock_path))
+            return s
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+            raise ControlError(f"no station daemon is listening on {sock_path} (start it with `station run`)") from None
+        except PermissionError:
+            s.close()
+            raise ControlError(f"{sock_path}: permission denied (run as the station user)") from None
+        except BlockingIOError:
+            s.close()
+            if time.monotonic() >= deadline:
+                raise ControlError(f"{sock_path}: the daemon has too many clients connected; try again") from None
+            time.sleep(0.05)
 
 
 class ControlServer:
@@ -56,7 +86,8 @@ class ControlServer:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(str(self.path))
         os.chmod(self.path, 0o660)
-        self._sock.listen(16)
+        self._sock.listen(BACKLOG)
+        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
         self._thread = threading.Thread(target=self._accept, name="control", daemon=True)
         self._closed = False
 
@@ -80,7 +111,17 @@ class ControlServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), name="control-conn", daemon=True).start()
+            if not self._slots.acquire(blocking=False):
+                _answer(conn, {"ok": False, "error": f"busy: {MAX_CLIENTS} clients connected; try again"})
+                conn.close()
+                continue
+            threading.Thread(target=self._serve_slot, args=(conn,), name="control-conn", daemon=True).start()
+
+    def _serve_slot(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)
+        finally:
+            self._slots.release()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
@@ -95,18 +136,25 @@ class ControlServer:
             except TimeoutError:
                 return
             conn.settimeout(None)  # the reply may take as long as the sample does
-            try:
-                req = json.loads(buf)
-                if not isinstance(req, dict):
-                    raise ValueError("request must be a JSON object")
-            except ValueError as exc:
-                reply = {"ok": False, "error": f"bad request: {exc}"}
-            else:
-                reply = self._handle(req)
-            try:
-                conn.sendall(json.dumps(reply).encode() + b"\n")
-            except OSError:
-                pass  # the client gave up waiting; the result is in the journal regardless
+            _answer(conn, self._reply_to(buf))
+
+    def _reply_to(self, buf: bytes) -> dict:
+        """Every request gets a one-line reply, however odd: a closed connection tells the client nothing."""
+        if len(buf) >= MAX_REQUEST and not buf.endswith(b"\n"):
+            return {"ok": False, "error": f"bad request: longer than {MAX_REQUEST} bytes"}
+        try:
+            req = json.loads(buf)
+        except RecursionError:
+            return {"ok": False, "error": "bad request: JSON nested too deeply"}
+        except ValueError as exc:
+            return {"ok": False, "error": f"bad request: {str(exc)[:120]}"}
+        if not isinstance(req, dict):
+            return {"ok": False, "error": "bad request: must be a JSON object"}
+        try:
+            return self._handle(req)
+        except Exception as exc:  # noqa: BLE001 - one odd request must not kill the connection unanswered
+            log.exception("control request failed")
+            return {"ok": False, "error": f"request failed: {str(exc)[:200]}"}
 
     def close(self) -> None:
         self._closed = True
@@ -115,3 +163,10 @@ class ControlServer:
             self.path.unlink()
         except FileNotFoundError:
             pass
+
+
+def _answer(conn: socket.socket, reply: dict) -> None:
+    try:
+        conn.sendall(json.dumps(reply).encode() + b"\n")
+    except OSError:
+        pass  # the client gave up waiting; the result is in the journal regardless

@@ -24,7 +24,8 @@ class Press:
     origin: str  # "button" or "socket"
     sample: str | None = None
     strip_type: str | None = None
-    reply: Reply | None = None
+    reply: Reply | None = None  # the outcome: results, or why the press was not taken
+    started: Reply | None = None  # told once the loop has taken the press (`station press --no-wait`)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from station.config import CONFIG_NAME, parse_config
 from station.errors import ConfigError, StationError
+from station.host.files import atomic_write, fsync_dir
 from station.protocol import signing
 
 DEFAULT_HOME = "/var/lib/nongan-station"
@@ -61,16 +63,16 @@ CONFIG_TEMPLATE = """\
 # Paths are relative to this file's folder (the station home). Calibration lives apart, in calib/.
 
 [station]
-id = "{station}"            # this station's id; also the MQTT client-certificate CN
-grid = "{grid}"             # district/town/village
+id = {station}            # this station's id; also the MQTT client-certificate CN
+grid = {grid}             # district/town/village
 key_file = "keys/station.key"   # Ed25519 signing key; $CREDENTIALS_DIRECTORY/station.key wins if present
 key_serial = 1              # bump when the key is rotated: kid = "<id>/<key_serial>"
 
 [broker]
-url = "{broker}"            # mqtt://HOST:PORT, mqtts://HOST:PORT (TLS), or "" to run offline
-ca_file = "{ca_file}"       # CA of the town broker (mqtts)
-cert_file = "{cert_file}"   # this station's client certificate (mqtts)
-key_file = "{key_file}"     # its private key
+url = {broker}            # mqtt://HOST:PORT, mqtts://HOST:PORT (TLS), or "" to run offline
+ca_file = {ca_file}       # CA of the town broker (mqtts)
+cert_file = {cert_file}   # this station's client certificate (mqtts)
+key_file = {key_file}     # its private key
 keepalive_s = 30
 max_payload_bytes = 131072  # client-side cap, below the broker's message_size_limit
 checkpoint_every = 50       # publish a signed checkpoint every N results
@@ -79,8 +81,8 @@ checkpoint_every = 50       # publish a signed checkpoint every N results
 trust_key = "trust/town.jwk"    # town public key (JWK); acks and commands signed by anything else are refused
 
 [camera]
-driver = "{camera}"         # v4l2 (USB camera) | folder or fake (simulated: photographs in name order, cycling)
-folder = "{folder}"
+driver = {camera}         # v4l2 (USB camera) | folder or fake (simulated: photographs in name order, cycling)
+folder = {folder}
 device = "/dev/video0"
 width = 1640
 height = 1232
@@ -88,7 +90,7 @@ warmup_frames = 5
 jpeg_quality = 92
 
 [gpio]
-pin_factory = "{pin_factory}"   # mock (simulation) | lgpio (Raspberry Pi OS Bookworm); $GPIOZERO_PIN_FACTORY wins
+pin_factory = {pin_factory}   # mock (simulation) | lgpio (Raspberry Pi OS Bookworm); $GPIOZERO_PIN_FACTORY wins
 button_pin = 17             # BCM numbering
 green_led_pin = 22
 amber_led_pin = 23
@@ -116,19 +118,50 @@ refuse_pct = 95             # disk use at which new samples are refused (results
 """
 
 
+def toml_string(value: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped, so any path or URL survives."""
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def render_config(*, station: str, grid: str, broker: str = "", ca_file: str = "", cert_file: str = "",
+                  key_file: str = "", camera: str = "v4l2", folder: str = "sim-images", pin_factory: str = "lgpio",
+                  wait: bool = True) -> str:
+    """The commented station.toml `station init` writes, every value escaped."""
+    q = {k: toml_string(v) for k, v in dict(station=station, grid=grid, broker=broker, ca_file=ca_file,
+                                             cert_file=cert_file, key_file=key_file, camera=camera, folder=folder,
+                                             pin_factory=pin_factory).items()}
+    return CONFIG_TEMPLATE.format(**q, wait="true" if wait else "false")
+
+
 def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_images: str | None = None,
               ca_file: str = "", cert_file: str = "", key_file: str = "", town_key: str | None = None) -> Path:
-    if home.config.exists():
-        raise StationError(f"{home.config} already exists; refusing to overwrite a station home")
-    text = CONFIG_TEMPLATE.format(
+    """Check every input first, then build the home in a staging folder and rename it into place.
+
+    A mistyped path or a refused write leaves nothing behind, so re-running init with the fix just works.
+    """
+    try:
+        if home.config.exists():
+            raise StationError(f"{home.config} already exists; refusing to overwrite a station home")
+        if home.root.exists() and (not home.root.is_dir() or any(home.root.iterdir())):
+            raise StationError(f"{home.root} exists and is not an empty folder; give --home a new or empty folder")
+    except OSError as exc:
+        raise StationError(f"station init: cannot look into {home.root}: {exc.strerror or exc}") from None
+    text = render_config(
         station=station, grid=grid, broker=broker, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
         camera="folder" if sim_images else "v4l2",
         folder=str(Path(sim_images).absolute()) if sim_images else "sim-images",
-        pin_factory="mock" if sim_images else "lgpio", wait="false" if sim_images else "true",
+        pin_factory="mock" if sim_images else "lgpio", wait=not sim_images,
     )
-    # Validate before writing anything, so a bad --station or --grid leaves no half-made home.
     try:
-        cfg = parse_config(text, path=str(home.config), home=home.root)
+        parse_config(text, path=str(home.config), home=home.root)
     except ConfigError as exc:
         raise StationError(f"station init: {exc.key.removeprefix('station.')}: {exc.problem}") from None
     if sim_images and not Path(sim_images).is_dir():
@@ -137,14 +170,32 @@ def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_imag
         from station.protocol.mqtt import parse_broker_url
 
         parse_broker_url(broker)
-    for d in (home.root, home.images, home.state, home.control_socket.parent, home.root / "keys",
-              home.root / "trust"):
+    if town_key:
+        signing.load_jwk_file(town_key)  # a one-line KeyFileError naming the file, before anything is written
+    parent = home.root.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{home.root.name}.init-", dir=parent))
+    except OSError as exc:
+        raise StationError(f"station init: cannot create {home.root}: {exc.strerror or exc}") from None
+    try:
+        _fill(Home(stage), text, town_key)
+        os.replace(stage, home.root)  # rename(2) may replace an empty folder: the home appears whole or not at all
+        fsync_dir(parent)
+    except OSError as exc:
+        raise StationError(f"station init: cannot write {home.root}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return home.config
+
+
+def _fill(stage: Home, text: str, town_key: str | None) -> None:
+    cfg = parse_config(text, path=str(stage.config), home=stage.root)
+    os.chmod(stage.root, 0o755)
+    for d in (stage.images, stage.state, stage.control_socket.parent, stage.root / "keys", stage.root / "trust"):
         d.mkdir(parents=True, exist_ok=True)
-    os.chmod(home.root / "keys", 0o700)
+    os.chmod(stage.root / "keys", 0o700)
     signing.create_private_key(cfg.resolve(cfg.station.key_file))
     if town_key:
         shutil.copyfile(town_key, cfg.resolve(cfg.town.trust_key))
-    tmp = home.config.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, home.config)
-    return home.config
+    atomic_write(stage.config, text.encode("utf-8"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from station.errors import StorageError
+from station.errors import JournalError, StorageError
 from station.host.files import atomic_write, fsync_dir
 
 if TYPE_CHECKING:
@@ -59,7 +59,9 @@ def disk_state(
             f"disk thresholds: need 0 < warn_pct ({warn_pct}) < refuse_pct ({refuse_pct}) <= 100"
         )
     du = usage(path)
-    used_pct = 100.0 * du.used / du.total if du.total else 100.0
+    # From the space the service user may still write (statvfs f_bavail), not the blocks in use: on ext4 the
+    # 5 % kept for root would otherwise make the station hit ENOSPC right at the 95 % refusal threshold.
+    used_pct = 100.0 * (du.total - du.free) / du.total if du.total else 100.0
     level: Literal["ok", "warn", "full"] = "ok"
     if used_pct >= refuse_pct:
         level = "full"
@@ -105,11 +107,11 @@ def prune_images(
 
     def used_pct() -> float:
         du = usage(images_dir)
-        return 100.0 * du.used / du.total if du.total else 100.0
+        return 100.0 * (du.total - du.free) / du.total if du.total else 100.0
 
     def satisfied() -> bool:
         du = usage(images_dir)
-        return du.total > 0 and 100.0 * du.used / du.total <= target_pct and du.free >= min_free_bytes
+        return du.total > 0 and used_pct() <= target_pct and du.free >= min_free_bytes
 
     while not reached and not satisfied():
         rows = journal.acked_images(after_seq=after, limit=batch)
@@ -136,7 +138,10 @@ def prune_images(
                     break
     if deleted:
         fsync_dir(images_dir)
-    journal.set_state(_CURSOR_KEY, str(cursor).encode("ascii"))
+    try:
+        journal.set_state(_CURSOR_KEY, str(cursor).encode("ascii"))
+    except JournalError:
+        pass  # the cursor only saves work next time; a full disk refusing it must not undo the prune
     return PruneResult(deleted, freed, round(used_pct(), 2), kept)
 
 

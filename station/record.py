@@ -9,9 +9,10 @@ from typing import Any
 
 from station import photos
 from station.decide.calibration import estimate, record_calibration
+from station.diskguard import Reserve, with_reserve
 from station.errors import StationError
 from station.host import clock
-from station.journal import Journal
+from station.journal import Journal, Pending
 from station.protocol import signing
 from station.protocol.result import RESULT_TYP, build_result_payload
 from station.protocol.wire import now_rfc3339
@@ -82,42 +83,56 @@ class Recorder:
     """Commits a photograph's decided strips; the loop calls it before it shows, prints or sends anything."""
 
     def __init__(self, cfg, key, boot: int, journal: Journal, images: Path, calibrations: dict,
-                 notify: Callable[[], None]):
+                 notify: Callable[[], None], reserve: Reserve | None = None):
         self.cfg, self.key, self.boot, self.journal = cfg, key, boot, journal
         self.images, self.calibrations, self.notify = images, calibrations, notify
+        self.reserve = reserve  # released if the disk fills between the press and the commit
 
-    def record(self, job, frame, strips: list, strip_type) -> tuple[list[dict], str | None]:
+    def record(self, job, frame, strips: list, strip_type) -> tuple[list[dict], str | None, bool]:
         """Data first: the photograph and every result are durable before anyone is shown or sent them.
 
-        Returns what was recorded and, if a write failed part-way, why the rest was not: the reply says so
-        rather than the loop dying with results half-shown.
+        Returns (what was recorded, why not if nothing was, fault). All strips of one photograph go into
+        the journal in one transaction: a crash or a full disk leaves the whole tray recorded or none of it,
+        so re-testing a tray never duplicates half of it at the town. fault means storage failed: the
+        operator cannot fix that by photographing again, so the panel says "call the technician".
         """
-        out: list[dict] = []
         try:
-            image_path, image_sha = photos.save_image(self.images, frame.jpeg)
+            image_path, image_sha = with_reserve(self.reserve, "saving the photograph",
+                                                 lambda: photos.save_image(self.images, frame.jpeg))
         except StationError as exc:
             log.error("sample %d: photograph not saved, nothing recorded: %s", job.id, exc)
-            return out, f"photograph not saved ({exc}); nothing recorded"
+            return [], f"photograph not saved ({exc}); nothing recorded", True
         read_at, synced = now_rfc3339(), clock.clock_synced()
         boot = {"counter": self.boot, "monotonic_s": round(time.monotonic(), 3)}
+        pending = []
         for strip in strips:
-            qr = getattr(strip, "qr", None)
-            sample_id = job.sample_id or (qr if qr and not bad_sample_id(qr) else None) or f"b{self.boot}-j{job.id}"
-            if len(strips) > 1 and job.sample_id:
-                sample_id = f"{job.sample_id}/{strip.slot}"
+            sample_id = self.sample_id(job, strip, len(strips))
             make = message_factory(
                 cfg=self.cfg, key=self.key, boot=boot, read_at=read_at, clock_synced=synced,
                 sample={"id": sample_id, "producer": None}, strip=strip, strip_type=strip_type,
                 image_sha256=image_sha, calibration=self.calibrations.get(strip_type.name),
             )
-            try:
-                entry = self.journal.append(make, verdict=strip.verdict, sample_id=sample_id,
-                                            image_path=str(image_path))
-            except StationError as exc:
-                log.error("sample %d slot %d: NOT recorded: %s", job.id, strip.slot, exc)
-                return out, f"slot {strip.slot} and after NOT recorded: {exc}"
-            log.info("result %s: sample %s slot %d %s T/C=%s", entry.id, sample_id, strip.slot, strip.verdict,
+            pending.append(Pending(make, strip.verdict, sample_id, str(image_path)))
+        try:
+            entries = with_reserve(self.reserve, "journaling the results", lambda: self.journal.append_many(pending))
+        except StationError as exc:
+            log.error("sample %d: NOT recorded (none of its %d cassettes): %s", job.id, len(strips), exc)
+            return [], f"none of the {len(strips)} cassettes recorded: {exc}", True
+        out = []
+        for entry, strip in zip(entries, strips, strict=True):
+            log.info("result %s: sample %s slot %d %s T/C=%s", entry.id, entry.sample_id, strip.slot, strip.verdict,
                      strip.tc_ratio)
             out.append(summary(entry, strip))
-            self.notify()
-        return out, None
+        self.notify()
+        return out, None, False
+
+    def sample_id(self, job, strip, n_strips: int) -> str:
+        """Operator's id (with /slot on a tray), else the cassette's own QR, else one generated per cassette."""
+        if job.sample_id:
+            return f"{job.sample_id}/{strip.slot}" if n_strips > 1 else job.sample_id
+        qr = getattr(strip, "qr", None)
+        if qr and not bad_sample_id(qr):
+            return qr
+        generated = f"b{self.boot}-j{job.id}"
+        # Two cassettes of one tray are two samples: they must not share an id at the town.
+        return f"{generated}/{strip.slot}" if n_strips > 1 else generated

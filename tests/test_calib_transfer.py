@@ -98,5 +98,5 @@ def test_a_store_written_before_content_ids_still_reads_and_applies(tmp_path):
     (tmp_path / "calib" / "calibration.json").write_text("{half")
     from station.errors import CalibrationError
 
-    with pytest.raises(CalibrationError, match="damaged file"):
+    with pytest.raises(CalibrationError, match="damaged calibration file"):
         calibrated_catalog(BUILTIN_STRIP_TYPES, tmp_path)

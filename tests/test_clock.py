@@ -4,12 +4,15 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from station.errors import ClockStateError
-from station.host.clock import BOOT_COUNTER_FILE, SYNC_OVERRIDE_ENV, boot_counter, clock_synced
+from station.host import clock
+from station.host.clock import BOOT_COUNTER_FILE, SYNC_OVERRIDE_ENV, ask_timedatectl, boot_counter, clock_synced
+from station.lab.rig import wait_for
 from station.protocol.wire import now_rfc3339
 
 
@@ -48,13 +51,29 @@ def test_clock_synced_reads_timedatectl(tmp_path, monkeypatch, body, expected):
     monkeypatch.delenv(SYNC_OVERRIDE_ENV, raising=False)
     fake_timedatectl(tmp_path / "bin", body)
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    assert clock_synced() is expected
+    assert ask_timedatectl() is expected
 
 
 def test_clock_unsynced_without_timedatectl(tmp_path, monkeypatch):
     monkeypatch.delenv(SYNC_OVERRIDE_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert clock_synced() is False
+    assert ask_timedatectl() is False
+
+
+def test_clock_synced_never_waits_for_a_hung_timedatectl(tmp_path, monkeypatch):
+    """Issue 8: the loop's status path called timedatectl with a 3 s timeout; now it answers from a cache."""
+    monkeypatch.delenv(SYNC_OVERRIDE_ENV, raising=False)
+    monkeypatch.setattr(clock, "_cache", clock._SyncCache())
+    go = tmp_path / "go"
+    fake_timedatectl(tmp_path / "bin", f'while [ ! -f "{go}" ]; do sleep 0.05; done; echo yes')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    answers: list[bool] = []
+    caller = threading.Thread(target=lambda: answers.append(clock_synced()))
+    caller.start()
+    caller.join(timeout=2.0)  # a blocking call would still be inside timedatectl, which waits for `go`
+    assert not caller.is_alive() and answers == [False]  # unknown until timedatectl answers: not synced
+    go.touch()
+    wait_for(clock_synced, 10, "the cached answer of timedatectl")
 
 
 def test_override_env(tmp_path, monkeypatch):

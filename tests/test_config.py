@@ -5,11 +5,10 @@ import pytest
 
 from station.config import load_config, parse_config
 from station.errors import ConfigError
-from station.home import CONFIG_TEMPLATE, Home, init_home
+from station.home import Home, init_home, render_config
 
-GOOD = CONFIG_TEMPLATE.format(station="st-0001", grid="d1/t1/v1", broker="mqtt://127.0.0.1:1883", ca_file="",
-                              cert_file="", key_file="", camera="folder", folder="imgs", pin_factory="mock",
-                              wait="false")
+GOOD = render_config(station="st-0001", grid="d1/t1/v1", broker="mqtt://127.0.0.1:1883", camera="folder",
+                     folder="imgs", pin_factory="mock", wait=False)
 
 
 def test_template_parses_to_defaults(tmp_path):
@@ -82,8 +81,6 @@ def test_missing_config_file(tmp_path):
 
 
 def test_defaults_are_the_real_devices_and_only_init_sim_asks_for_the_simulation(tmp_path):
-    bare = parse_config('[station]\nid = "st-0001"\ngrid = "d1/t1/v1"\n', path="s.toml", home=tmp_path)
-    assert bare.camera.driver == "v4l2" and bare.gpio.pin_factory == ""  # "": $GPIOZERO_PIN_FACTORY or gpiozero's
     (tmp_path / "photos").mkdir()
     sim = init_home(Home(tmp_path / "sim"), station="st-0001", grid="d1/t1/v1", sim_images=str(tmp_path / "photos"))
     real = init_home(Home(tmp_path / "real"), station="st-0001", grid="d1/t1/v1")
@@ -100,3 +97,46 @@ def test_a_driver_name_the_registry_does_not_know_is_refused_with_its_line(tmp_p
     assert str(err.value) == f"s.toml:{line}: camera.driver: 'picamera2' not allowed; one of folder, v4l2, fake"
     assert parse_config(GOOD.replace('driver = "folder"', 'driver = "fake"', 1), path="s.toml",
                         home=tmp_path).camera.driver == "fake"
+
+
+# ---- issue 8, defect 2: a truncated config is refused, not filled in with simulation defaults ----------------
+
+@pytest.mark.parametrize("cut_before", ["[broker]", "[gpio]", "[assay]", "[storage]"])
+def test_a_config_cut_short_before_a_table_is_refused_naming_what_is_missing(tmp_path, cut_before):
+    cut = GOOD[:GOOD.index(cut_before)]
+    with pytest.raises(ConfigError) as err:
+        parse_config(cut, path="/h/station.toml", home=tmp_path)
+    msg = str(err.value)
+    assert msg.startswith("/h/station.toml: missing table") and cut_before in msg and "cut short" in msg
+
+
+def test_a_config_cut_inside_a_table_is_refused_naming_the_key(tmp_path):
+    wait_line = next(x for x in GOOD.splitlines() if x.startswith("wait_incubation ="))
+    cut = GOOD.replace(wait_line + "\n", "")
+    line = cut.splitlines().index("[assay]") + 1
+    with pytest.raises(ConfigError, match=rf"^s.toml:{line}: assay: missing required key wait_incubation"):
+        parse_config(cut, path="s.toml", home=tmp_path)
+    with pytest.raises(ConfigError, match=r"broker: missing required key url"):
+        parse_config(GOOD.replace('url = "mqtt://127.0.0.1:1883"', "", 1), path="s.toml", home=tmp_path)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    (tmp_path / "station.toml").write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    assert load_config(tmp_path).station.id == "st-0001"
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "+nan"])
+def test_nan_and_infinity_are_refused_with_file_and_line(tmp_path, bad):
+    text = GOOD.replace("refuse_pct = 95", f"refuse_pct = {bad}", 1)
+    line = text.splitlines().index(next(x for x in text.splitlines() if x.startswith("refuse_pct"))) + 1
+    with pytest.raises(ConfigError, match=rf"^s.toml:{line}: storage.refuse_pct: .* is not a finite number"):
+        parse_config(text, path="s.toml", home=tmp_path)
+
+
+def test_an_oversized_value_is_not_echoed_whole(tmp_path):
+    huge = "x" * 100_000
+    for old, new in (('id = "st-0001"', f'id = "{huge}"'), ('driver = "folder"', f'driver = "{huge}"'),
+                     ("button_pin = 17", f'button_pin = "{huge}"'), ("debounce_ms = 50", f"{huge} = 1")):
+        with pytest.raises(ConfigError) as err:
+            parse_config(GOOD.replace(old, new, 1), path="s.toml", home=tmp_path)
+        assert len(str(err.value)) < 400, (old, len(str(err.value)))

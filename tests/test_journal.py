@@ -349,3 +349,22 @@ def test_crash_during_creation_leaves_a_usable_file(jpath):
     assert jpath.stat().st_size > 0
     with Journal(jpath) as j:
         assert add(j).seq == 1
+
+
+def test_append_many_is_one_transaction_chained_like_single_appends(jpath):
+    """Issue 8, defect 9: a tray's results go in together; one bad message leaves none of the batch."""
+    from station.journal import Pending
+
+    def boom(seq: int, prev: str) -> bytes:
+        raise RuntimeError("signing failed")
+
+    with Journal(jpath) as j:
+        add(j)
+        tray = [Pending(maker(sample_id=f"T/{i}"), "negative", f"T/{i}", None) for i in range(3)]
+        with pytest.raises(RuntimeError):
+            j.append_many([*tray[:2], Pending(boom, "negative", "T/2", None)])
+        assert j.stats().last_seq == 1
+        entries = j.append_many(tray)
+        assert [e.seq for e in entries] == [2, 3, 4]
+        assert [e.prev for e in entries] == [j.get(1).msg_hash, entries[0].msg_hash, entries[1].msg_hash]
+        assert verify_chain(j) == []

@@ -43,7 +43,9 @@ def _plot(strip: StripScore, w: int, h: int) -> np.ndarray:
 def render_debug(bgr: np.ndarray, score: ImageScore, max_width: int = 1280) -> np.ndarray:
     """Return a BGR image; the caller decides where (or whether) to write it."""
     s = min(1.0, max_width / bgr.shape[1])
-    img = cv2.resize(bgr, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else bgr.copy()
+    # An explicit size of at least 1×1: a 1-pixel-high photograph scaled by s would round to 0 and crash resize.
+    size = (max(1, round(bgr.shape[1] * s)), max(1, round(bgr.shape[0] * s)))
+    img = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA) if s < 1 else bgr.copy()
     for st in score.strips:
         col = COLOURS.get(st.verdict, (255, 255, 255))
         if st.box is not None:

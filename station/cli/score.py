@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from station.errors import StationError
 from station.striptypes import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, StripType
 
 if TYPE_CHECKING:
@@ -18,19 +19,17 @@ if TYPE_CHECKING:
 
 def read_image(path: str) -> tuple[np.ndarray | None, str | None]:
     """(BGR image, None) or (None, a one-line reason naming the file)."""
-    import cv2  # heavy imports here, so `station --help` works where OpenCV is broken
-    import numpy as np
+    from station.decode import decode_image  # OpenCV inside, so `station --help` works where it is broken
+    from station.errors import ImageError
 
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = Path(path).read_bytes()
     except OSError as exc:
         return None, f"cannot read {path}: {exc.strerror or exc}"
-    if data.size == 0:
-        return None, f"cannot read {path}: the file is empty"
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None:
-        return None, f"cannot read {path}: not a decodable image (JPEG or PNG expected)"
-    return img, None
+    try:
+        return decode_image(data, path), None
+    except ImageError as exc:
+        return None, f"cannot read {exc}"
 
 
 def score_file(path: str, strip_type: StripType, *, want_debug: bool = False) -> tuple[ImageScore, np.ndarray | None]:
@@ -85,7 +84,11 @@ def run(args: argparse.Namespace) -> int:
     st = BUILTIN_STRIP_TYPES[args.strip_type]
     want_debug = bool(args.debug_dir)
     if want_debug:
-        os.makedirs(args.debug_dir, exist_ok=True)
+        try:
+            os.makedirs(args.debug_dir, exist_ok=True)
+        except OSError as exc:
+            raise StationError(f"--debug-dir {args.debug_dir}: cannot create the folder: {exc.strerror or exc}") \
+                from None
     results, unreadable = [], 0
     for path in args.images:
         score, img = score_file(path, st, want_debug=want_debug)

@@ -30,9 +30,16 @@ class AtomicJSONStorage(Storage):
         except FileNotFoundError:
             return None
         try:
-            return json.loads(text) if text.strip() else None
-        except ValueError as exc:
-            raise CalibrationError(f"{self.path}: damaged file ({exc}); restore it from a backup") from None
+            data = json.loads(text) if text.strip() else None
+        except (ValueError, RecursionError) as exc:
+            raise CalibrationError(f"{self.path}: damaged calibration file ({exc}); restore it from a backup") from None
+        # TinyDB's own layout: {table: {doc_id: {...}}}; anything else would crash it far from here.
+        if data is not None and not (isinstance(data, dict) and all(
+                isinstance(t, dict) and all(k.isdigit() and isinstance(d, dict) for k, d in t.items())
+                for t in data.values())):
+            raise CalibrationError(f"{self.path}: damaged calibration file (not TinyDB's {{table: {{id: {{...}}}}}} "
+                                   "layout); restore it from a backup")
+        return data
 
     def write(self, data: dict) -> None:
         atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
@@ -82,7 +89,7 @@ def make_calibration(**kw: Any) -> Calibration:
     """A new calibration stamped now, its id computed from its content."""
     kw.setdefault("created_at", now_rfc3339())
     cutoff = kw.get("cutoff")
-    if not isinstance(cutoff, int | float) or not 0 < cutoff < 10:
+    if isinstance(cutoff, bool) or not isinstance(cutoff, int | float) or not 0 < cutoff < 10:
         raise CalibrationError(f"cutoff {cutoff!r} outside 0..10 (a T/C ratio)")
     draft = Calibration(id="", **kw)
     return replace(draft, id=content_id(draft.body()))
@@ -96,7 +103,20 @@ def from_doc(doc: dict[str, Any], where: str = "calibration") -> Calibration:
     known = {f.name for f in fields(Calibration)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise CalibrationError(f"{where}: unknown fields {', '.join(unknown)}")
+        raise CalibrationError(f"{where}: unknown fields {', '.join(unknown)[:200]}")
+    # Checked field by field: a hand-edited file must not pass `true` as cutoff 1 or a list as a lot.
+    for name in ("id", "strip_type", "by", "reason", "created_at", "source"):
+        if name in d and not isinstance(d[name], str):
+            raise CalibrationError(f"{where}: {name} must be text, got {type(d[name]).__name__}")
+    for name in ("lot", "unit"):
+        if d.get(name) is not None and not isinstance(d[name], str):
+            raise CalibrationError(f"{where}: {name} must be text or null, got {type(d[name]).__name__}")
+    cutoff = d.get("cutoff")
+    if isinstance(cutoff, bool) or not isinstance(cutoff, int | float) or not 0 < cutoff < 10:
+        raise CalibrationError(f"{where}: cutoff {str(cutoff)[:40]} must be a number in 0..10 (a T/C ratio)")
+    for name in ("curve", "figures", "series"):
+        if d.get(name) is not None and not isinstance(d[name], dict):
+            raise CalibrationError(f"{where}: {name} must be a table, got {type(d[name]).__name__}")
     try:
         return Calibration(**d)
     except TypeError as exc:

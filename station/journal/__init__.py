@@ -3,7 +3,7 @@
 hash links, damage.py what counts as a damaged file and how it is set aside."""
 from station.journal.chain import TAIL_CHECK, verify_chain
 from station.journal.journal import MAX_NONCE_LEN, Journal
-from station.journal.schema import APPLICATION_ID, SCHEMA_VERSION, Checkpoint, Entry, JournalStats
+from station.journal.schema import APPLICATION_ID, SCHEMA_VERSION, Checkpoint, Entry, JournalStats, Pending
 
 __all__ = [
     "APPLICATION_ID",
@@ -14,5 +14,6 @@ __all__ = [
     "Entry",
     "Journal",
     "JournalStats",
+    "Pending",
     "verify_chain",
 ]

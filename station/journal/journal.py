@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from station.errors import JournalDamagedError, JournalError
 from station.host.files import fsync_dir
 from station.journal.chain import TAIL_CHECK, check_message, tail_problems
+from station.journal.checkpoints import CheckpointsMixin
 from station.journal.damage import damage_or_error, set_aside
 from station.journal.schema import (
     APPLICATION_ID,
     COLUMNS,
     SCHEMA_VERSION,
-    Checkpoint,
     Entry,
     JournalStats,
-    checkpoint_from_row,
+    Pending,
     create_tables,
     entry_from_row,
 )
@@ -34,7 +34,8 @@ from station.protocol.wire import message_hash
 MAX_NONCE_LEN = 128
 
 
-class Journal:
+
+class Journal(CheckpointsMixin):
     def __init__(self, path: str | Path, *, check: bool = True):
         self.path = Path(path)
         # In WAL mode committed data can sit in the -wal file alone, so either file means "existing".
@@ -108,39 +109,50 @@ class Journal:
         image_path: str | Path | None,
         priority: bool | None = None,
     ) -> Entry:
-        """Journal one result; durable on disk when this returns.
+        """Journal one result; durable on disk when this returns (append_many of one)."""
+        return self.append_many([Pending(make_message, verdict, sample_id, image_path, priority)])[0]
 
-        make_message(seq, prev) builds and signs the message inside the write transaction, so no
-        other writer can take the same seq. If it raises, nothing is written. priority (default:
+    def append_many(self, items: Sequence[Pending]) -> list[Entry]:
+        """Journal several results in ONE transaction: all are durable when this returns, or none is.
+
+        A tray of cassettes photographed together is one press; a crash half-way through recording it
+        must not leave some cassettes recorded and the rest not (re-testing the tray would duplicate
+        them at the town). Each make_message(seq, prev) builds and signs inside the write transaction,
+        so no other writer can take the same seq; if any raises, nothing is written. priority (default:
         verdict is positive) puts the entry in unacked_positives(), which the publisher drains first.
         """
-        if verdict not in RESULT_VERDICTS:
-            raise JournalError(f"{self.path}: verdict {verdict!r} is not journaled (only "
-                               f"{', '.join(RESULT_VERDICTS)})")
-        prio = verdict == "positive" if priority is None else priority
-        image = None if image_path is None else str(image_path)
+        for it in items:
+            if it.verdict not in RESULT_VERDICTS:
+                raise JournalError(f"{self.path}: verdict {it.verdict!r} is not journaled (only "
+                                   f"{', '.join(RESULT_VERDICTS)})")
         self._begin("cannot start append; result NOT recorded")
-        seq = 0
+        seq, out = 0, []
         try:
             row = self._db.execute("SELECT seq, msg_hash FROM results ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS_PREV)
-            message = make_message(seq, prev)
-            rid = check_message(self.path, message, seq, prev, verdict, sample_id)
-            h = message_hash(message)
-            mono = time.monotonic()
-            self._db.execute(
-                "INSERT INTO results (seq, id, message, msg_hash, prev, verdict, sample_id, image_path,"
-                " created_monotonic, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, rid, message, h, prev, verdict, sample_id, image, mono, int(prio)),
-            )
+            for it in items:
+                prio = it.verdict == "positive" if it.priority is None else it.priority
+                image = None if it.image_path is None else str(it.image_path)
+                message = it.make_message(seq, prev)
+                rid = check_message(self.path, message, seq, prev, it.verdict, it.sample_id)
+                h, mono = message_hash(message), time.monotonic()
+                self._db.execute(
+                    "INSERT INTO results (seq, id, message, msg_hash, prev, verdict, sample_id, image_path,"
+                    " created_monotonic, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, rid, message, h, prev, it.verdict, it.sample_id, image, mono, int(prio)),
+                )
+                out.append(Entry(seq, rid, message, h, prev, it.verdict, it.sample_id, image, False, False, None,
+                                 mono, prio))
+                seq, prev = seq + 1, h
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise damage_or_error(self.path, exc, f"append (seq {seq or '?'}) failed; result NOT recorded") from None
+            raise damage_or_error(self.path, exc, f"append (seq {seq or '?'}) failed; NOTHING of this batch "
+                                  "recorded") from None
         except BaseException:
             self._rollback()
             raise
-        return Entry(seq, rid, message, h, prev, verdict, sample_id, image, False, False, None, mono, prio)
+        return out
 
     def _begin(self, doing: str) -> None:
         try:
@@ -313,43 +325,6 @@ class Journal:
         if key in ("acked_seq", "last_ack"):
             raise JournalError(f"{self.path}: state key {key!r} is only written by mark_acked")
         self._write("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
-
-    # -- checkpoints ------------------------------------------------------------------------------
-
-    def add_checkpoint(self, seq: int, head: str, station_jws: bytes) -> None:
-        """Record a signed statement of the chain head at seq; head must be that entry's hash."""
-        entry = self.get(seq)
-        if entry is None:
-            raise JournalError(f"{self.path}: checkpoint at seq {seq}: no such entry")
-        if entry.msg_hash != head:
-            raise JournalError(f"{self.path}: checkpoint at seq {seq}: head {head} is not the entry hash "
-                               f"{entry.msg_hash}")
-        existing = self._db.execute("SELECT station_jws FROM checkpoints WHERE seq = ?", (seq,)).fetchone()
-        if existing is not None:
-            if bytes(existing[0]) != bytes(station_jws):
-                raise JournalError(f"{self.path}: a different checkpoint at seq {seq} already exists")
-            return
-        self._write("INSERT INTO checkpoints (seq, head, station_jws) VALUES (?, ?, ?)",
-                    (seq, head, bytes(station_jws)))
-
-    def countersign_checkpoint(self, seq: int, town_jws: bytes) -> None:
-        row = self._db.execute("SELECT town_jws FROM checkpoints WHERE seq = ?", (seq,)).fetchone()
-        if row is None:
-            raise JournalError(f"{self.path}: countersignature for seq {seq}: no such checkpoint")
-        if row[0] is not None:
-            if bytes(row[0]) != bytes(town_jws):
-                raise JournalError(f"{self.path}: checkpoint {seq} already has a different countersignature")
-            return
-        self._write("UPDATE checkpoints SET town_jws = ? WHERE seq = ?", (bytes(town_jws), seq))
-
-    def latest_checkpoint(self, countersigned: bool = False) -> Checkpoint | None:
-        cond = "WHERE town_jws IS NOT NULL" if countersigned else ""
-        row = self._db.execute(
-            f"SELECT seq, head, station_jws, town_jws FROM checkpoints {cond} ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return None
-        return checkpoint_from_row(row)
 
     # -- command nonces ---------------------------------------------------------------------------
 

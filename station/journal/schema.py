@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
 
 APPLICATION_ID = 0x4E474A31  # "NGJ1": tells a journal apart from any other SQLite file
 SCHEMA_VERSION = 1
@@ -102,3 +105,13 @@ def entry_from_row(row: tuple) -> Entry:
 def checkpoint_from_row(row: tuple) -> Checkpoint:
     """One row of SELECT seq, head, station_jws, town_jws FROM checkpoints."""
     return Checkpoint(row[0], row[1], bytes(row[2]), None if row[3] is None else bytes(row[3]))
+
+
+class Pending(NamedTuple):
+    """One result waiting to be journaled: its message factory and the columns the outbox needs."""
+
+    make_message: Callable[[int, str], bytes]
+    verdict: str
+    sample_id: str | None
+    image_path: str | Path | None
+    priority: bool | None = None

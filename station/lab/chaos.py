@@ -26,7 +26,7 @@ from pathlib import Path
 from station.config import load_config
 from station.errors import BrokerError, ControlError, DaemonRefused, StationError
 from station.home import signing_key_path
-from station.lab import attacks
+from station.lab import attacks, chaos_disk
 from station.lab.broker import LocalBroker
 from station.lab.chaos_report import (
     DRAIN_TIMEOUT_S,
@@ -69,6 +69,7 @@ class Chaos:
         self._daemon_lock = threading.Lock()
         self.t0 = 0.0
         self.attacks: dict[str, dict[str, int]] = {}
+        self.disk_fs: chaos_disk.Tmpfs | None = None
 
     # -- threads ---------------------------------------------------------------------------------------------
     def presser(self) -> None:
@@ -233,6 +234,7 @@ class Chaos:
     def run(self) -> dict:
         self.broker = LocalBroker(self.work / "broker").start()
         self.rig = StationRig(self.work, broker_url=self.broker.url)
+        self.disk_fs = chaos_disk.prepare(self)
         say(f"work folder {self.work}, broker {self.broker.url}, seed {self.seed}, faults for {self.duration:.0f} s")
         self.town = self.rig.town().start()
         self.daemon = self.rig.daemon().start()
@@ -255,14 +257,16 @@ class Chaos:
         fault_end = time.monotonic()
         if self.t.fatal:
             say(f"stopping early: {self.t.fatal}")
-        say(f"faults stopped after {fault_end - self.t0:.0f} s; waiting for the drain")
+        say(f"faults stopped after {fault_end - self.t0:.0f} s; filling the station's disk")
+        disk = chaos_disk.disk_phase(self)
+        say(f"full-disk phase: {disk}; waiting for the drain")
         drain_s = self._drain(fault_end)
         say("drained" if drain_s is not None else f"NOT drained within {DRAIN_TIMEOUT_S:.0f} s")
         say("sending forged, tampered, replayed, wrong-path and equivocating results to the town")
         self.attacks = self._attack()
         code = self.daemon.terminate()
         self.town.terminate()
-        return report(self, drain_s, code)
+        return chaos_disk.judge(report(self, drain_s, code), disk)
 
     def _attack(self) -> dict[str, dict[str, int]]:
         db = self.rig.town_db
@@ -301,6 +305,8 @@ class Chaos:
                 p.kill()
         if self.broker is not None:
             self.broker.stop()
+        if self.disk_fs is not None:
+            self.disk_fs.unmount()
 
 
 def main(argv: list[str] | None = None) -> int:

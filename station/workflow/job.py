@@ -66,6 +66,18 @@ class Workflow:
     def show_ready(self) -> None:
         self.panel.show("refused" if self._refusal() else "idle")
 
+    def refresh_panel(self) -> None:
+        """The refusal changed (disk filled or freed): relight unless a sample is being read. A refusal
+        replaces a verdict still lit (the verdict was told already; "call the technician" is news), while
+        the end of one does not hide a verdict."""
+        if self.job is not None:
+            return
+        if self._refusal():
+            self._shown_at = None
+            self.panel.show("refused")
+        elif self._shown_at is None:
+            self.show_ready()
+
     def press(self, ev: Press) -> None:
         if self.job is not None:
             log.info("press from %s ignored: sample %d is being read", ev.origin, self.job.id)
@@ -83,6 +95,8 @@ class Workflow:
         if ev.reply:
             job.replies.append(ev.reply)
         self.job = job
+        if ev.started:
+            ev.started({"ok": True, "queued": True, "job": job.id})
         self.camera.new_sample()
         self.state = StationState.WORKING
         self.panel.show("working")
@@ -114,13 +128,16 @@ class Workflow:
             self._acquire(job)
             return
         strips = rules.recordable(score)
-        recorded, failure = self._record(job, frame, strips) if strips else ([], None)
+        recorded, failure, fault = self._record(job, frame, strips) if strips else ([], None, False)
         problems = "; ".join(p for p in (rules.problems(score), failure) if p)
-        state = rules.indication([s.verdict for s in strips], bool(problems))
+        state = rules.indication([s.verdict for s in strips], bool(problems), storage_fault=fault)
         reply = {"ok": bool(recorded), "results": recorded, "photo": frame.source}
-        if problems:
+        if fault:
+            # Photographing again cannot help when the photograph or the result cannot be stored.
+            reply["error"] = f"{rules.REFUSED_WORDS}: {failure}"
+        elif problems:
             reply["retake"] = problems
-        if not recorded:
+        if not recorded and not fault:
             reply["error"] = f"nothing recorded: {problems or 'no cassette could be read'}"
         self._finish(job, state, reply)
 

@@ -24,8 +24,14 @@ def recordable(score) -> list:
     return [s for s in score.strips if s.verdict in RESULT_VERDICTS]
 
 
-def indication(verdicts: list[str], had_problem: bool) -> str:
-    """The panel state for a press: the most consequential verdict wins."""
+REFUSED_WORDS = "refused — call the technician"  # what the operator is told when storage failed
+
+
+def indication(verdicts: list[str], had_problem: bool, storage_fault: bool = False) -> str:
+    """The panel state for a press: a storage fault (nothing could be kept) first, then the most consequential
+    verdict; "retake" only where photographing again can help."""
+    if storage_fault:
+        return "refused"
     for v in ("positive", "invalid", "negative"):
         if v in verdicts:
             return "retake" if had_problem and v == "negative" else v
