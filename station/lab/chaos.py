@@ -278,7 +278,8 @@ class Chaos:
         key = signing.load_private_key(signing_key_path(self.rig.home, cfg.station.key_file))
         return attacks.run_attacks(
             self.broker.url, lambda: dict(query("SELECT seq, msg_hash FROM results WHERE station=?", path)),
-            lambda: query("SELECT COUNT(*) FROM refusals")[0][0], genuine, key, cfg.station.kid, GRID, STATION_ID)
+            lambda: query("SELECT COALESCE(SUM(n), 0) FROM refusal_counts")[0][0], genuine, key, cfg.station.kid,
+            GRID, STATION_ID)
 
     def _drain(self, since: float) -> float | None:
         """Seconds until the town stores everything shown and the station holds the town's ack of its last seq."""
