@@ -195,6 +195,7 @@ class Daemon:
             "quarantined": stats.quarantined, "disk_pct": self.disk.used_pct, "disk": self.disk.level,
             "clock_synced": clock.clock_synced(), "lights": self.panel.lights() if self.panel else {},
             "connected": bool(self.publisher and self.publisher.state.connected),
+            "broker_error": self.publisher.state.last_error if self.publisher else "",
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
         }
 
