@@ -5,6 +5,8 @@ so the signed ones are signed by the station's real key: only their content or w
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
 
@@ -96,3 +98,47 @@ def run_poison(broker_url: str, stored: Callable[[], dict[int, str]], refused: C
 
 POISON_REFUSALS_SQL = (f"SELECT COALESCE(SUM(n), 0) FROM refusal_counts WHERE code IN "
                        f"({','.join(repr(c) for c in POISON_CODES)})")
+
+
+class Poisoner:
+    """For scripts/chaos: a round of poison every `every_s` s of the fault phase (so it shares listener
+    batches with genuine results while daemon, broker and town are killed), then one exact final round."""
+
+    def __init__(self, broker_url: str, query: Callable[..., list[tuple]], station_path: str,
+                 key: Ed25519PrivateKey, kid: str, grid: str, station_id: str, every_s: float = 15.0):
+        self.broker_url, self.query, self.path = broker_url, query, station_path
+        self.key, self.kid, self.grid, self.station_id, self.every_s = key, kid, grid, station_id, every_s
+        self.rounds, self.sent, self.missed_rounds = 0, 0, 0
+
+    def _genuine(self) -> list[bytes]:
+        try:
+            rows = self.query("SELECT message FROM results WHERE station=? AND kind='result' ORDER BY seq DESC "
+                              "LIMIT 2", self.path)
+        except sqlite3.Error:   # the town is being killed and restarted: next round
+            return []
+        return [bytes(m) for (m,) in rows][::-1]
+
+    def during(self, stop: threading.Event) -> None:
+        while not stop.wait(self.every_s):
+            genuine = self._genuine()
+            if not genuine:
+                continue
+            batch = craft_poison(genuine, self.key, self.kid, self.grid, self.station_id, phantoms=10)
+            try:
+                send(self.broker_url, batch)
+            except (OSError, RuntimeError, ValueError):   # the broker is down for this round
+                self.missed_rounds += 1
+                continue
+            self.rounds += 1
+            self.sent += len(batch)
+
+    def final(self) -> dict[str, int]:
+        """The exact round after the drain, plus the totals: every poison message ever refused is counted."""
+        stored = dict(self.query("SELECT seq, msg_hash FROM results WHERE station=?", self.path))
+        out = run_poison(self.broker_url, lambda: dict(self.query(
+            "SELECT seq, msg_hash FROM results WHERE station=?", self.path)),
+            lambda: self.query(POISON_REFUSALS_SQL)[0][0], self._genuine() or [], self.key, self.kid,
+            self.grid, self.station_id) if stored else {"tried": 0, "accepted": 0, "refused": 0}
+        return {**out, "rounds_during_faults": self.rounds, "sent_during_faults": self.sent,
+                "rounds_missed_broker_down": self.missed_rounds,
+                "refused_total": self.query(POISON_REFUSALS_SQL)[0][0]}

@@ -5,6 +5,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ class TownStore(TownReports):
         self._in_batch = False
         self._lock = threading.RLock()
         self.refusal_book = RefusalBook(self.db)
+        self._traceback_at = -1e9
 
     def close(self) -> None:
         self.db.close()
@@ -140,7 +142,9 @@ class TownStore(TownReports):
                 raise   # disk full, I/O error: the environment, not the sender; the batch is resent
             except Exception as exc:
                 self.db.execute("ROLLBACK TO message")
-                log.exception("town: message on %s could not be judged", topic[:256])
+                if time.monotonic() - self._traceback_at >= 60.0:   # a sender who finds a crash: one a minute
+                    self._traceback_at = time.monotonic()
+                    log.exception("town: message on %s could not be judged", topic[:256])
                 out = self._refused(topic, path, Refuse("unprocessable", f"{type(exc).__name__}: {exc}"[:300]),
                                     payload, now)
             self.db.execute("RELEASE message")
