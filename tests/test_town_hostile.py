@@ -231,3 +231,17 @@ def test_twenty_thousand_junk_messages_are_counted_not_kept_nor_logged_each(stat
     assert len(town.refusals()) <= 2 * refusals.EVIDENCE_PER_KEY
     assert town.path.stat().st_size - before < 1_000_000
     assert len([r for r in caplog.records if "REFUSED" in r.getMessage()]) <= 4
+
+
+def test_a_station_reads_back_its_own_oversized_result_but_the_town_refuses_it_from_the_wire(station_kit, town):
+    """The wire limit (256 KiB, the broker's) is not applied to a station reading its own journal, where an
+    oversized result is kept quarantined: its chain check must not call the journal damaged."""
+    from station.protocol.result import RESULT_TYP
+    from station.protocol.signing import sign_jws, unverified_payload
+
+    kit = station_kit
+    body = {"v": 1, "seq": 1, "station": kit.ident.path, "prev": GENESIS, "note": "x" * 300_000}
+    big = sign_jws(body, kit.key, kit.ident.kid, RESULT_TYP)
+    assert len(big) > 262144 and unverified_payload(big)["seq"] == 1
+    out = town.ingest(rtopic(station_kit.ident), big)
+    assert (out.action, out.code) == ("refused", "malformed") and "exceeds" in out.reason

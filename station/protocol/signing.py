@@ -14,6 +14,7 @@ from station.errors import KeyFileError, NonCanonicalError, PayloadError, Signat
 from station.protocol.wire import b64url, b64url_decode, canonical_json, strict_loads
 
 ALG = "Ed25519"
+READBACK_MAX_BYTES = 64 * 1024 * 1024
 
 
 def create_private_key(path: str | Path) -> Ed25519PrivateKey:
@@ -170,8 +171,10 @@ def unverified_payload(message: bytes) -> dict:
     """The payload of a flattened JWS, NOT verified: for reading back what this side stored, or for choosing
     how to report a message that is about to be refused. Raises SignatureError if it is not one."""
     try:
-        jws = strict_loads(message)
-        payload = strict_loads(b64url_decode(jws["payload"]))   # type: ignore[index]
+        # No wire size limit: a station reads back its own journal, where an oversized result is kept
+        # (quarantined) for a USB export; depth and number limits still hold.
+        jws = strict_loads(message, max_bytes=READBACK_MAX_BYTES)
+        payload = strict_loads(b64url_decode(jws["payload"]), max_bytes=READBACK_MAX_BYTES)   # type: ignore[index]
     except (ValueError, TypeError, KeyError) as exc:
         raise SignatureError(f"not a flattened JWS carrying JSON ({exc})") from None
     if not isinstance(payload, dict):

@@ -204,9 +204,9 @@ class TownStore(TownReports):
                 return Outcome("duplicate", station=path, seq=seq)
             elif old_kind == kind == "result" and same_signed_content(self._message(path, seq), payload):
                 # One signed result in two wrappings (a copy stored before the canonical-envelope rule):
-                # not equivocation; keep the canonical bytes, the ones the station chains from.
+                # not equivocation; keep the canonical bytes, the ones the station chains from (the INSERT OR
+                # REPLACE below, once the chain checks pass).
                 log.warning("town: %s#%s: replacing a non-canonical copy by the canonical message", path, seq)
-                self.db.execute("DELETE FROM results WHERE station=? AND seq=?", (path, seq))
             else:
                 raise Refuse("equivocation", f"seq {seq} already stored with hash {old_hash[:16]}…, this "
                               f"message hashes to {str(h)[:16]}… (two different signed results for one seq)",
