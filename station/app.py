@@ -272,6 +272,7 @@ class Daemon:
             "clock_synced": clock.clock_synced(), "lights": self.panel.lights() if self.panel else {},
             "panel": getattr(self.panel, "state", None),
             "connected": bool(self.publisher and self.publisher.state.connected),
+            "broker_error": self.publisher.state.last_error if self.publisher else "",
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
             "refusing": self._refusal(), "disk_reserve": self.reserve.held,
         }

@@ -56,6 +56,18 @@ class SignatureError(StationError, ValueError):
     """A JWS message is malformed or its signature does not verify."""
 
 
+class NonCanonicalError(SignatureError, ValueError):
+    """A JWS that may verify but is not the one serialisation the contract allows (envelope or base64url)."""
+
+
+class PayloadError(SignatureError, ValueError):
+    """A JWS whose signature verifies but whose payload is not acceptable JSON (too deep, NaN, huge number)."""
+
+
+class WireFormatError(StationError, ValueError):
+    """Untrusted JSON from the wire is too big, too deep, not UTF-8, or holds a value JSON must not carry."""
+
+
 class RecordError(StationError, ValueError):
     """A result record is malformed; the message names the field (JSON path) and the value."""
 

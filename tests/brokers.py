@@ -30,9 +30,9 @@ class Client:
             assert self._acked.wait_for(lambda: mid in self.subacks, timeout), f"no SUBACK for {topic}"
             return self.subacks[mid]
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 5) -> object:
+    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 5, retain: bool = False) -> object:
         """Publish and wait for PUBACK; returns its reason code (always 'Success' under MQTT 3.1.1)."""
-        info = self.paho.publish(topic, payload, qos)
+        info = self.paho.publish(topic, payload, qos, retain=retain)
         assert info.rc == mqtt.MQTT_ERR_SUCCESS, f"publish {topic}: {info.rc}"
         with self._acked:
             assert self._acked.wait_for(lambda: info.mid in self.pubacks, timeout), f"no PUBACK for {topic}"

@@ -165,3 +165,33 @@ def test_station_refuses_a_broker_with_a_certificate_from_another_ca(tls_broker,
     paho.tls_set_context(ctx)
     with pytest.raises(ssl.SSLCertVerificationError):
         paho.connect(tls_broker.host, tls_broker.port)
+
+
+def test_station_cannot_write_retained_junk_on_its_ack_cmd_or_invented_topics(tls_broker, town):
+    """Issue 8: the ACL granted '<station>/#', so a station could write retained junk on its own ack and cmd
+    topics (read back by it at every connect) and invent paths below its id."""
+    st = connect(tls_broker, "st-0001-junk", tls_broker.issue_client("st-0001"), protocol=mqtt.MQTTv5)
+    try:
+        for topic in (f"{OWN}/ack", f"{OWN}/cmd", f"{OWN}/x", f"{OWN}/result/deeper", f"{OWN}/image/a/b"):
+            assert st.publish(topic, b"junk", retain=True) == NOT_AUTHORIZED, topic
+        assert st.publish(f"{OWN}/status", b"sentinel", retain=True) == 0
+        assert _only(town) == [(f"{OWN}/status", b"sentinel")]
+    finally:
+        st.close()
+    # Nothing retained on the ack/cmd topics: a fresh subscriber to them gets nothing.
+    reader = connect(tls_broker, "st-0001-reader", tls_broker.issue_client("st-0001"))
+    try:
+        reader.subscribe(f"{OWN}/ack")
+        reader.subscribe(f"{OWN}/cmd")
+        assert reader.received(0.5) == []
+    finally:
+        reader.close()
+
+
+def test_shipped_config_sets_per_client_limits():
+    from station.lab.broker import SHIPPED_CONF
+
+    lines = {line.split()[0]: line.split()[1] for line in SHIPPED_CONF.read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    assert lines["max_inflight_messages"] == "20" and lines["max_keepalive"] == "300"
+    assert int(lines["max_queued_bytes"]) > 0 and int(lines["max_connections"]) > 0

@@ -90,7 +90,7 @@ def tamper(message: bytes) -> bytes:
     body = json.loads(b64url_decode(jws["payload"]))
     body["verdict"] = "negative" if body["verdict"] == "positive" else "positive"
     jws["payload"] = b64url(json.dumps(body).encode())
-    return json.dumps(jws).encode()
+    return json.dumps(jws, separators=(",", ":")).encode()   # the canonical wrapping: only the content lies
 
 
 def test_refusals_are_counted_with_reasons(station_kit, town, msgs, tmp_path):

@@ -28,6 +28,7 @@ from station.errors import BrokerError, ControlError, DaemonRefused, StationErro
 from station.home import signing_key_path
 from station.lab import attacks, chaos_disk
 from station.lab.broker import LocalBroker
+from station.lab.chaos_poison import Poisoner
 from station.lab.chaos_report import (
     DRAIN_TIMEOUT_S,
     LONG_OUTAGE_S,
@@ -70,6 +71,7 @@ class Chaos:
         self.t0 = 0.0
         self.attacks: dict[str, dict[str, int]] = {}
         self.disk_fs: chaos_disk.Tmpfs | None = None
+        self.poison: dict[str, int] = {}
 
     # -- threads ---------------------------------------------------------------------------------------------
     def presser(self) -> None:
@@ -245,6 +247,8 @@ class Chaos:
         faults = [threading.Thread(target=self.killer, args=(n_kills,), name="killer"),
                   threading.Thread(target=self.broker_faults, args=(TARGET_BROKER_RESTARTS + 1,), name="broker"),
                   threading.Thread(target=self.town_faults, args=(3,), name="town")]
+        poisoner = self._poisoner()   # hostile messages in the same batches as genuine results (issue 8)
+        faults.append(threading.Thread(target=poisoner.during, args=(self.stop_faults,), name="poison"))
         self.t0 = time.monotonic()
         for th in threads + faults:
             th.start()
@@ -264,9 +268,20 @@ class Chaos:
         say("drained" if drain_s is not None else f"NOT drained within {DRAIN_TIMEOUT_S:.0f} s")
         say("sending forged, tampered, replayed, wrong-path and equivocating results to the town")
         self.attacks = self._attack()
+        say("sending town poison (deep JSON, huge numbers, re-wrapped copies, bad statuses, phantom paths)")
+        self.poison = poisoner.final()
         code = self.daemon.terminate()
         self.town.terminate()
         return chaos_disk.judge(report(self, drain_s, code), disk)
+
+    def _poisoner(self) -> Poisoner:
+        def query(sql: str, *args: object) -> list[tuple]:
+            with sqlite3.connect(f"file:{self.rig.town_db}?mode=ro", uri=True, timeout=10) as con:
+                return con.execute(sql, args).fetchall()
+
+        cfg = load_config(self.rig.home.root)
+        key = signing.load_private_key(signing_key_path(self.rig.home, cfg.station.key_file))
+        return Poisoner(self.broker.url, query, self.rig.station_path, key, cfg.station.kid, GRID, STATION_ID)
 
     def _attack(self) -> dict[str, dict[str, int]]:
         db = self.rig.town_db
@@ -282,7 +297,8 @@ class Chaos:
         key = signing.load_private_key(signing_key_path(self.rig.home, cfg.station.key_file))
         return attacks.run_attacks(
             self.broker.url, lambda: dict(query("SELECT seq, msg_hash FROM results WHERE station=?", path)),
-            lambda: query("SELECT COUNT(*) FROM refusals")[0][0], genuine, key, cfg.station.kid, GRID, STATION_ID)
+            lambda: query("SELECT COALESCE(SUM(n), 0) FROM refusal_counts")[0][0], genuine, key, cfg.station.kid,
+            GRID, STATION_ID)
 
     def _drain(self, since: float) -> float | None:
         """Seconds until the town stores everything shown and the station holds the town's ack of its last seq."""

@@ -61,7 +61,9 @@ def report(run: Chaos, drain_s: float | None, daemon_exit: int | None) -> dict:
                      and not town["gaps"])
     corrupt = list(run.t.corrupt) + [f"final check: {p}" for p in final.problems]
     attacked = run.attacks or {}
-    n_refusals = sum(r["count"] for r in refusals) - sum(a["refused"] for a in attacked.values())
+    poison = getattr(run, "poison", None) or {}
+    n_refusals = (sum(r["count"] for r in refusals) - sum(a["refused"] for a in attacked.values())
+                  - poison.get("refused_total", 0))
     t = run.t
     figures = [
         ("results produced (journal last seq)", f">= {TARGET_RESULTS}", final.last_seq,
@@ -85,6 +87,13 @@ def report(run: Chaos, drain_s: float | None, daemon_exit: int | None) -> dict:
         ("refusals by the town (genuine traffic)", "0", n_refusals, n_refusals == 0),
         *[(f"{kind} results accepted by the town", "0", f"{a['accepted']} of {a['tried']}",
            a["accepted"] == 0 and a["tried"] > 0) for kind, a in attacked.items()],
+        *([("town poison sent during the faults", "reported",
+             f"{poison['sent_during_faults']} in {poison['rounds_during_faults']} rounds "
+             f"({poison['rounds_missed_broker_down']} missed: broker down)", True),
+           ("town poison refused (final round, each counted)", str(poison["tried"]), poison["refused"],
+            poison["refused"] == poison["tried"] > 0),
+           ("town poison accepted as results", "0", poison["accepted"], poison["accepted"] == 0)]
+          if poison else []),
         ("station acked seq = last seq", str(final.last_seq), final.acked_seq, final.acked_seq == final.last_seq),
         ("drain time after faults stop (s)", f"< {DRAIN_TIMEOUT_S:.0f}",
          "timeout" if drain_s is None else round(drain_s, 1), drain_s is not None),

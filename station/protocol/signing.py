@@ -1,6 +1,7 @@
 # Ed25519 keys, flattened JWS (RFC 7515 §7.2.2, alg "Ed25519" per RFC 9864) and JWK (RFC 8037).
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -9,10 +10,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from station.errors import KeyFileError, SignatureError
-from station.protocol.wire import b64url, b64url_decode, canonical_json
+from station.errors import KeyFileError, NonCanonicalError, PayloadError, SignatureError, WireFormatError
+from station.protocol.wire import b64url, b64url_decode, canonical_json, strict_loads
 
 ALG = "Ed25519"
+READBACK_MAX_BYTES = 64 * 1024 * 1024
 
 
 def create_private_key(path: str | Path) -> Ed25519PrivateKey:
@@ -99,20 +101,30 @@ def load_jwk_file_with_station(path: str | Path) -> tuple[str, Ed25519PublicKey,
     return kid, jwk_public_key(jwk, str(path)), station
 
 
+def envelope(protected: str, body: str, signature: str) -> bytes:
+    """The one serialisation of a flattened JWS this contract accepts: members in this order, no
+    whitespace, base64url values (plain ASCII, so no escapes are possible)."""
+    return json.dumps({"protected": protected, "payload": body, "signature": signature},
+                      separators=(",", ":")).encode("ascii")
+
+
 def sign_jws(payload: dict, key: Ed25519PrivateKey, kid: str, typ: str) -> bytes:
     """Flattened JWS JSON; the returned bytes are exactly what is stored, published and chained."""
     protected = b64url(canonical_json({"alg": ALG, "kid": kid, "typ": typ}))
     body = b64url(canonical_json(payload))
     signature = key.sign(f"{protected}.{body}".encode("ascii"))
-    jws = {"protected": protected, "payload": body, "signature": b64url(signature)}
-    return json.dumps(jws, separators=(",", ":")).encode("ascii")
+    return envelope(protected, body, b64url(signature))
+
+
+def _json(data: bytes | str, what: str, error: type[SignatureError] = SignatureError) -> object:
+    try:
+        return strict_loads(data)
+    except WireFormatError as exc:
+        raise error(f"{what}: {exc}") from None
 
 
 def _parse(message: bytes) -> tuple[dict, str, str, bytes]:
-    try:
-        jws = json.loads(message)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SignatureError(f"not JSON: {exc}") from None
+    jws = _json(message, "not JSON")
     if not isinstance(jws, dict) or set(jws) != {"protected", "payload", "signature"}:
         raise SignatureError("not a flattened JWS (need exactly protected, payload, signature)")
     protected, body, sig = jws["protected"], jws["payload"], jws["signature"]
@@ -120,12 +132,34 @@ def _parse(message: bytes) -> tuple[dict, str, str, bytes]:
         # Non-ASCII here would otherwise surface as UnicodeEncodeError in whoever verifies it.
         raise SignatureError("protected, payload and signature must be base64url text")
     try:
-        header = json.loads(b64url_decode(protected))
-    except ValueError:
-        raise SignatureError("protected header is not JSON") from None
+        signature = b64url_decode(sig)
+        b64url_decode(body)
+    except SignatureError as exc:
+        raise NonCanonicalError(str(exc)) from None
+    if bytes(message) != envelope(protected, body, sig):
+        # The message hash chains results: a re-wrapped copy of a genuine result (other whitespace, member
+        # order, escapes) would verify yet hash differently, so only the exact form sign_jws writes is valid.
+        raise NonCanonicalError("non-canonical JWS envelope (must be exactly "
+                             '{"protected":"…","payload":"…","signature":"…"} with no whitespace)')
+    header = _json(b64url_decode(protected), "protected header is not JSON")
     if not isinstance(header, dict) or header.get("alg") != ALG:
         raise SignatureError(f"protected header alg must be {ALG!r}")
-    return header, protected, body, b64url_decode(sig)
+    return header, protected, body, signature
+
+
+def same_signed_content(a: bytes, b: bytes) -> bool:
+    """True if two flattened JWS carry the same protected header, payload and signature bytes, however each
+    is wrapped: the same signed message, not two. Lenient on purpose (one may be a copy stored before the
+    canonical-envelope rule); never use it to accept a message, only to tell a re-wrap from equivocation."""
+    def parts(m: bytes) -> tuple[str, str, bytes] | None:
+        try:
+            jws = json.loads(m)
+            sig = "".join(c for c in jws["signature"] if c.isalnum() or c in "-_")
+            return jws["protected"], jws["payload"], base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+        except (ValueError, TypeError, KeyError, RecursionError):
+            return None
+    pa, pb = parts(a), parts(b)
+    return pa is not None and pa == pb
 
 
 def jws_header(message: bytes) -> dict:
@@ -137,8 +171,10 @@ def unverified_payload(message: bytes) -> dict:
     """The payload of a flattened JWS, NOT verified: for reading back what this side stored, or for choosing
     how to report a message that is about to be refused. Raises SignatureError if it is not one."""
     try:
-        jws = json.loads(message)
-        payload = json.loads(b64url_decode(jws["payload"]))
+        # No wire size limit: a station reads back its own journal, where an oversized result is kept
+        # (quarantined) for a USB export; depth and number limits still hold.
+        jws = strict_loads(message, max_bytes=READBACK_MAX_BYTES)
+        payload = strict_loads(b64url_decode(jws["payload"]), max_bytes=READBACK_MAX_BYTES)   # type: ignore[index]
     except (ValueError, TypeError, KeyError) as exc:
         raise SignatureError(f"not a flattened JWS carrying JSON ({exc})") from None
     if not isinstance(payload, dict):
@@ -154,10 +190,7 @@ def verify_jws(message: bytes, public_key: Ed25519PublicKey, typ: str | None = N
         public_key.verify(sig, f"{protected}.{body}".encode("ascii"))
     except InvalidSignature:
         raise SignatureError("signature does not verify") from None
-    try:
-        payload = json.loads(b64url_decode(body))
-    except ValueError:
-        raise SignatureError("payload is not JSON") from None
+    payload = _json(b64url_decode(body), "payload is not acceptable JSON", PayloadError)
     if not isinstance(payload, dict):
         raise SignatureError("payload is not a JSON object")
     return payload

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PublisherEvent:
-    """kind: connected | disconnected | acked | refused | quarantined | rebuilt | command | wedged."""
+    """kind: connected | disconnected | unreachable | acked | refused | quarantined | rebuilt | command | wedged."""
 
     kind: str
     seq: int | None = None

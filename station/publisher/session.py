@@ -89,6 +89,33 @@ def attach_callbacks(client: mqtt.Client, post: Callable[..., None], puback_seen
     client.on_subscribe, client.on_message = on_subscribe, on_message
 
 
+def start_network(client: mqtt.Client, host: str, port: int, keepalive: int,
+                  post: Callable[..., None]) -> threading.Thread:
+    """Connect and run paho's network loop in a thread of our own. paho's loop_start thread, when the first
+    connection fails, only ends (its exception a traceback in the log); here the exception is posted to the
+    worker as ("connect_failed", exc), so the worker can say why and back off."""
+
+    def run() -> None:
+        try:
+            try:
+                client.connect(host, port, keepalive=keepalive, clean_start=True)
+            except Exception as exc:   # OSError, ssl.SSLError, ValueError: the worker explains each
+                post("connect_failed", exc)
+                return
+            try:
+                client.loop_forever()
+            except Exception as exc:
+                post("connect_failed", exc)
+        finally:
+            client._thread = None   # as paho's own thread does when it ends
+
+    # loop_start() sets up what a threaded client needs (the wake-up socket pair, _thread, so publish() from
+    # the worker wakes the network thread) and runs _thread_main: ours, instead of paho's connect-or-die.
+    client._thread_main = run   # type: ignore[method-assign]
+    client.loop_start()
+    return client._thread   # paho sets this to None when the thread ends; the caller keeps its own handle
+
+
 def abandon(s: Session) -> None:
     """Stop a client without trusting its network thread: never block on a wedged one."""
     c = s.client

@@ -24,10 +24,11 @@ from station.errors import StationError
 from station.protocol import topics
 from station.protocol.mqtt import BrokerAddress, make_client
 from station.publisher.checkpoints import Checkpoints
+from station.publisher.diagnose import Backoff, explain
 from station.publisher.drain import Drain
 from station.publisher.from_town import TownReplies, TrustedTime
 from station.publisher.reports import Health, PublisherEvent, PublisherState
-from station.publisher.session import Session, abandon, attach_callbacks
+from station.publisher.session import Session, abandon, attach_callbacks, start_network
 from station.publisher.settings import PublisherSettings
 from station.publisher.status import StatusReport, journal_fields
 
@@ -82,6 +83,7 @@ class Worker:
         self._oldest_inflight_t: float | None = None
         self._worker_beat = time.monotonic()
         self._connecting_since: float | None = None
+        self._backoff = Backoff(float(settings.reconnect_max_delay_s))
 
     # ------------------------------------------------------------------ any thread
 
@@ -138,8 +140,8 @@ class Worker:
 
     def emit(self, kind: str, seq: int | None = None, detail: str = "") -> None:
         ev = PublisherEvent(kind, seq, detail)
-        level = logging.WARNING if kind in ("refused", "quarantined", "rebuilt", "wedged", "disconnected") \
-            else logging.DEBUG if kind == "acked" else logging.INFO
+        level = logging.DEBUG if kind == "acked" else logging.INFO if kind in ("connected", "command") \
+            else logging.WARNING
         log.log(level, "%s", ev)
         if self.on_event is not None:
             try:
@@ -262,9 +264,7 @@ class Worker:
             self._last_puback_t = time.monotonic()
 
         attach_callbacks(client, post, puback_seen)
-        client.connect_async(self.addr.host, self.addr.port, keepalive=self.settings.keepalive, clean_start=True)
-        client.loop_start()
-        s.thread = client._thread   # paho sets this to None when the thread ends; keep our own handle
+        s.thread = start_network(client, self.addr.host, self.addr.port, self.settings.keepalive, post)
         self.session = s
         self._connecting_since = time.monotonic()
 
@@ -290,8 +290,8 @@ class Worker:
                 continue   # from an abandoned client
             if kind == "connect":
                 self._on_connected(s, *args)
-            elif kind == "disconnect":
-                self._teardown(f"disconnected: {args[0]}")
+            elif kind in ("disconnect", "connect_failed"):
+                self._lost(s, kind, args[0])
             elif kind == "puback":
                 self._drain.on_puback(s, *args)
             elif kind == "suback":
@@ -306,6 +306,15 @@ class Worker:
                 elif topic == self.t_cmd:
                     self._replies.command(s, payload)
 
+    def _lost(self, s: Session, kind: str, why: Any) -> None:
+        """A connection ended, or never got to CONNACK: then say why once per change of cause, and back off."""
+        if kind == "disconnect" and s.connected:
+            return self._teardown(f"disconnected: {why}")
+        exc = why if kind == "connect_failed" else ConnectionResetError(f"closed before CONNACK: {why}")
+        self._teardown(cause := explain(exc, self.addr, self.broker))
+        self._next_client_at, new = self._backoff.failed(cause)
+        new and self.emit("unreachable", detail=f"broker {self.broker.url}: {cause} (retrying with back-off)")
+
     def _on_connected(self, s: Session, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             self.emit("refused", detail=f"broker {self.broker.url} refused the connection: {reason_code}")
@@ -314,6 +323,7 @@ class Worker:
             return
         s.connected = True
         self._connecting_since = None
+        self._backoff.reset()
         cap = self.settings.max_payload
         mps = getattr(properties, "MaximumPacketSize", None) if properties is not None else None
         if isinstance(mps, int) and mps > 0:

@@ -21,6 +21,8 @@ DEFAULT_CA_NAME = "Nong'an Town CA"
 CA_DAYS = 3650
 # Stations live for years without a technician visit; renew well before the CA itself expires.
 LEAF_DAYS = 1825
+# How long before issue time certificates are valid from (see _not_before).
+BACKDATE_DAYS = 30
 # CN becomes the MQTT username (use_identity_as_username); the ACL substitutes it into topic patterns,
 # so a CN containing a topic separator or wildcard would widen what that client may touch.
 _CN_FORBIDDEN = re.compile(r"[/+#\x00-\x1f\x7f]")
@@ -87,8 +89,13 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _now() -> dt.datetime:
-    # Back-date a little: a Pi without an RTC may boot with a clock slightly behind the CA host.
-    return dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    return dt.datetime.now(dt.UTC)
+
+
+def _not_before() -> dt.datetime:
+    # Back-dated well before issue: a Pi without a clock battery boots at the time it last shut down
+    # (fake-hwclock) until NTP answers; a station provisioned weeks after its last boot must still connect.
+    return _now() - dt.timedelta(days=BACKDATE_DAYS)
 
 
 def _mkdir(path: Path) -> None:
@@ -120,7 +127,7 @@ def init_ca(ca_dir: Path, *, name: str = DEFAULT_CA_NAME, days: int = CA_DAYS) -
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(_now())
+        .not_valid_before(_not_before())
         .not_valid_after(_now() + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
@@ -200,7 +207,7 @@ def issue(ca_dir: Path, cn: str, out_dir: Path, *, server: bool = False, san: li
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(_now())
+        .not_valid_before(max(_not_before(), ca_cert.not_valid_before_utc))
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,

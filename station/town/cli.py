@@ -153,7 +153,7 @@ def run_show(args: argparse.Namespace) -> int:
     out = holdings(store, args.station, trust)
     store.close()
     if args.json:
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print(json.dumps(out, indent=2, ensure_ascii=False, allow_nan=False))
     else:
         print_holdings(out)
     return 0

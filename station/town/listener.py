@@ -155,7 +155,10 @@ class TownListener:
                                     changed.add(out.station)
                                 raised = raised or bool(out.alerts)
                                 if self.on_outcome:
-                                    self.on_outcome(out)
+                                    try:
+                                        self.on_outcome(out)
+                                    except Exception:   # a reporting hook never costs the batch
+                                        log.exception("town: on_outcome hook failed")
                     except Exception:
                         # nothing of the batch is stored nor acked: the stations resend it (ack stall, gap cmd)
                         log.exception("town: batch of %d messages NOT stored", len(items))

@@ -1,11 +1,12 @@
 # What the town holds per station and village: read-only queries over the town store and `station town show`.
 from __future__ import annotations
 
-import json
+import math
 import sqlite3
 from typing import TYPE_CHECKING
 
-from station.errors import StationError
+from station.errors import StationError, WireFormatError
+from station.protocol.wire import strict_loads
 
 if TYPE_CHECKING:
     from station.town.store import TownStore
@@ -31,8 +32,12 @@ class TownReports:
         return self.db.execute(q + " WHERE station=? ORDER BY id", (path,)).fetchall()
 
     def refusal_counts(self) -> list[tuple[str, str, int]]:
-        return self.db.execute("SELECT COALESCE(station,'?'), code, COUNT(*) FROM refusals GROUP BY 1, 2 "
-                               "ORDER BY 1, 2").fetchall()
+        """(source, code, count) of every refusal ever made; the refusals table keeps only a sample."""
+        try:
+            return self.db.execute("SELECT source, code, n FROM refusal_counts ORDER BY 1, 2").fetchall()
+        except sqlite3.OperationalError:   # a database from before the counts table
+            return self.db.execute("SELECT COALESCE(station,'?'), code, COUNT(*) FROM refusals GROUP BY 1, 2 "
+                                   "ORDER BY 1, 2").fetchall()
 
     def counters(self, path: str) -> dict[str, int]:
         return dict(self.db.execute("SELECT name, n FROM counters WHERE station=?", (path,)).fetchall())
@@ -44,11 +49,34 @@ class TownReports:
                              (path,)).fetchone()
         return {
             "contiguous": row[0] if row else 0,
-            "status": json.loads(row[1]) if row and row[1] else None,
+            "status": _status(row[1] if row else None),
             "status_at": row[2] if row else None,
             "last_ack_seq": row[3] if row else 0,
             "checkpoint": {"seq": cp[0], "state": cp[1]} if cp else None,
         }
+
+
+def _status(text: str | None) -> dict | None:
+    """A stored status as a JSON object; anything else (a row written before statuses were validated) is
+    shown as unreadable rather than breaking the report for every station."""
+    if not text:
+        return None
+    try:
+        body = strict_loads(text, max_depth=8)
+    except WireFormatError as exc:
+        return {"state": "unreadable", "error": str(exc)}
+    return body if isinstance(body, dict) else {"state": "unreadable", "error": "status is not a JSON object"}
+
+
+def finite(obj: object) -> object:
+    """The same structure with NaN and ±inf as None: `--json` must print standard JSON (RFC 8259)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
 
 
 def _verify_now(trust: TrustStore, message: bytes) -> bool:
@@ -86,13 +114,13 @@ def holdings(store: TownStore, station: str | None = None, trust: TrustStore | N
                              if not station or s == station]
     out["refusals"] = [{"received_at": a, "topic": t, "station": s, "seq": q, "code": c, "reason": d}
                        for a, t, s, q, c, d in store.refusals(station)]
-    return out
+    return finite(out)   # type: ignore[return-value]
 
 
 def print_holdings(out: dict) -> None:
     """The human-readable form of holdings(): one block per station, then the refusals."""
     for st in out["stations"]:
-        status = st["status"] or {}
+        status = st["status"] if isinstance(st["status"], dict) else {}
         cp = st["checkpoint"]
         print(f"station {st['station']}: {len(st['results'])} stored, contiguous to {st['contiguous']}, "
               f"acked {st['last_ack_seq']}, status {status.get('state', '-')}"

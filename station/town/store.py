@@ -5,21 +5,23 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from station.errors import TownStoreError
+from station.errors import TownStoreError, WireFormatError
 from station.protocol import topics
 from station.protocol.messages import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, sha256_hex
 from station.protocol.result import GENESIS_PREV, RESULT_TYP
-from station.protocol.signing import jws_header
-from station.protocol.wire import now_rfc3339
+from station.protocol.signing import jws_header, same_signed_content
+from station.protocol.wire import now_rfc3339, strict_loads
 from station.town import alerts, schema
+from station.town.refusals import RefusalBook
 from station.town.reports import TownReports
-from station.town.verify import LOUD, Refuse, evidence, hex64, verified
+from station.town.verify import Refuse, hex64, verified
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,6 +29,12 @@ if TYPE_CHECKING:
     from station.town.trust import TrustStore
 
 log = logging.getLogger("station.town")
+
+STATUS_MAX_BYTES = 16384   # a station's status is a few hundred bytes; more is junk, not worth a row
+
+
+
+
 
 
 @dataclass
@@ -64,6 +72,8 @@ class TownStore(TownReports):
             raise TownStoreError(f"{self.path}: cannot open town database: {exc}") from None
         self._in_batch = False
         self._lock = threading.RLock()
+        self.refusal_book = RefusalBook(self.db)
+        self._traceback_at = -1e9
 
     def close(self) -> None:
         self.db.close()
@@ -105,28 +115,51 @@ class TownStore(TownReports):
         grid, station_id, kind = parsed
         path = f"{grid}/{station_id}"
         with self._tx():
+            # Each message in its own savepoint: whatever one sender's bytes make the code below do, only
+            # that message's writes are undone, never the rest of the listener's batch.
+            self.db.execute("SAVEPOINT message")
             try:
-                if kind == "result":
-                    return self._ingest_result(topic, path, station_id, payload, now)
-                if kind == "checkpoint":
-                    return self._ingest_checkpoint(topic, path, station_id, payload, now)
-                if kind == "status":
-                    return self._ingest_status(path, payload, now, retained)
-                return Outcome("ignored", station=path, reason=f"{kind} is town-to-station")
+                out = self._judge(topic, path, station_id, kind, payload, now, retained)
             except Refuse as r:
-                station = r.station or path
-                self.db.execute(
-                    "INSERT INTO refusals (received_at, topic, station, seq, code, detail, message)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (now_rfc3339(now), topic, station, r.seq, r.code, r.detail, evidence(r.code, payload)))
-                (log.error if r.code in LOUD else log.warning)(
-                    "REFUSED %s %s#%s [%s] %s", topic, station, r.seq if r.seq is not None else "-",
-                    r.code, r.detail)
-                raised: tuple[str, ...] = ()
-                if r.code in alerts.REFUSAL_ALERTS and alerts.raise_alert(
-                        self.db, r.code, station, r.seq, {"reason": r.detail}, None, now):
-                    raised = (r.code,)
-                return Outcome("refused", station=station, seq=r.seq, code=r.code, reason=r.detail, alerts=raised)
+                out = self._refused(topic, path, r, payload, now)
+            except sqlite3.OperationalError:
+                raise   # disk full, I/O error: the environment, not the sender; the batch is resent
+            except Exception as exc:
+                self.db.execute("ROLLBACK TO message")
+                if time.monotonic() - self._traceback_at >= 60.0:   # a sender who finds a crash: one a minute
+                    self._traceback_at = time.monotonic()
+                    log.exception("town: message on %s could not be judged", topic[:256])
+                out = self._refused(topic, path, Refuse("unprocessable", f"{type(exc).__name__}: {exc}"[:300]),
+                                    payload, now)
+            self.db.execute("RELEASE message")
+            return out
+
+    def _judge(self, topic: str, path: str, station_id: str, kind: str, payload: bytes,
+               now: float | None, retained: bool) -> Outcome:
+        if kind == "result":
+            return self._ingest_result(topic, path, station_id, payload, now)
+        if kind == "checkpoint":
+            return self._ingest_checkpoint(topic, path, station_id, payload, now)
+        if kind == "status":
+            return self._ingest_status(path, payload, now, retained)
+        return Outcome("ignored", station=path, reason=f"{kind} is town-to-station")
+
+    def _trusted_path(self, path: str) -> bool:
+        return self.trust is None or self.trust.trusts_path(path)
+
+    def _refused(self, topic: str, path: str, r: Refuse, payload: bytes, now: float | None) -> Outcome:
+        station = r.station or path
+        # Only a path some trusted key signs for is a station; anything else is counted as untrusted.
+        self.refusal_book.record(topic, station if self._trusted_path(station) else None, r, payload, now)
+        raised: tuple[str, ...] = ()
+        if r.code in alerts.REFUSAL_ALERTS and alerts.raise_alert(
+                self.db, r.code, station, r.seq, {"reason": r.detail}, None, now):
+            raised = (r.code,)
+        return Outcome("refused", station=station, seq=r.seq, code=r.code, reason=r.detail, alerts=raised)
+
+    def _message(self, path: str, seq: int) -> bytes:
+        row = self.db.execute("SELECT message FROM results WHERE station=? AND seq=?", (path, seq)).fetchone()
+        return bytes(row[0])
 
     def _row(self, path: str, seq: int) -> sqlite3.Row | None:
         return self.db.execute("SELECT kind, msg_hash, prev FROM results WHERE station=? AND seq=?",
@@ -157,6 +190,11 @@ class TownStore(TownReports):
             elif old_hash == h:
                 self._count(path, "duplicates")    # a withheld notice for a message we already hold
                 return Outcome("duplicate", station=path, seq=seq)
+            elif old_kind == kind == "result" and same_signed_content(self._message(path, seq), payload):
+                # One signed result in two wrappings (a copy stored before the canonical-envelope rule):
+                # not equivocation; keep the canonical bytes, the ones the station chains from (the INSERT OR
+                # REPLACE below, once the chain checks pass).
+                log.warning("town: %s#%s: replacing a non-canonical copy by the canonical message", path, seq)
             else:
                 raise Refuse("equivocation", f"seq {seq} already stored with hash {old_hash[:16]}…, this "
                               f"message hashes to {str(h)[:16]}… (two different signed results for one seq)",
@@ -181,15 +219,18 @@ class TownStore(TownReports):
         def num(v: object) -> float | None:
             return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
+        def text(v: object) -> str | None:
+            return v[:200] if isinstance(v, str) else None if v is None else json.dumps(v)[:200]
+
         self.db.execute(
             "INSERT OR REPLACE INTO results (station, seq, kind, message, msg_hash, prev, kid, sample, verdict,"
             " tc_ratio, t_area, c_area, read_at, received_at, sig_ok) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)",
-            (path, seq, kind, payload, h, prev, kid, str(sample_id) if sample_id is not None else None,
-             body.get("verdict") if kind == "result" else f"withheld: {body.get('reason')}",
-             num(r.get("tc_ratio")), num(r.get("t_area")), num(r.get("c_area")), read_at, now_rfc3339(now)))
+            (path, seq, kind, payload, h, prev, kid, text(sample_id),
+             text(body.get("verdict")) if kind == "result" else text(f"withheld: {body.get('reason')}"),
+             num(r.get("tc_ratio")), num(r.get("t_area")), num(r.get("c_area")), text(read_at), now_rfc3339(now)))
         producer = sample.get("producer") if isinstance(sample, dict) else None
         if isinstance(producer, str):
-            self.db.execute("UPDATE results SET producer=? WHERE station=? AND seq=?", (producer, path, seq))
+            self.db.execute("UPDATE results SET producer=? WHERE station=? AND seq=?", (producer[:200], path, seq))
         self._count(path, "stored")
         self._seen(path, now)
         changed = self._advance(path)
@@ -275,11 +316,19 @@ class TownStore(TownReports):
         return changed
 
     def _ingest_status(self, path: str, payload: bytes, now: float | None, retained: bool = False) -> Outcome:
+        # Status is unsigned (a retained message and last will): only a trusted station's path gets a row,
+        # and only a JSON object within limits is kept, so `town show` can print whatever is stored.
+        if not payload:
+            return Outcome("ignored", station=path, reason="empty status (retained message cleared)")
+        if not self._trusted_path(path):
+            raise Refuse("unknown-station", "status for a path no trusted key signs for")
         try:
-            text = payload.decode("utf-8")
-            json.loads(text)
-        except (UnicodeDecodeError, ValueError):
-            return Outcome("ignored", station=path, reason="status is not JSON")
+            body = strict_loads(payload, max_bytes=STATUS_MAX_BYTES, max_depth=8)
+        except WireFormatError as exc:
+            raise Refuse("bad-status", f"status: {exc}") from None
+        if not isinstance(body, dict):
+            raise Refuse("bad-status", f"status must be a JSON object, not {type(body).__name__}")
+        text = json.dumps(body, ensure_ascii=False, allow_nan=False)
         self._station(path)
         self.db.execute("UPDATE stations SET status=?, status_at=? WHERE station=?", (text, now_rfc3339(now), path))
         if not retained:
@@ -309,8 +358,8 @@ class TownStore(TownReports):
         return out
 
     def stations(self) -> list[str]:
-        rows = self.db.execute("SELECT station FROM stations UNION SELECT station FROM results "
-                               "UNION SELECT station FROM refusals WHERE station IS NOT NULL ORDER BY 1")
+        # Refusals alone do not make a station: an unauthenticated sender names any path it likes.
+        rows = self.db.execute("SELECT station FROM stations UNION SELECT station FROM results ORDER BY 1")
         return [r[0] for r in rows]
 
     def latest_countersignable(self, path: str, upto: int) -> dict | None:

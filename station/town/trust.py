@@ -62,6 +62,15 @@ class TrustStore:
             found = self.keys.get(kid)
         return found
 
+    def trusts_path(self, path: str) -> bool:
+        """Does some trusted key sign for this grid path (is it a station the town knows)?"""
+        if any(p == path for _, p in self.keys.values()):
+            return True
+        if time.monotonic() - self._scanned > 5.0:
+            self.rescan()
+            return any(p == path for _, p in self.keys.values())
+        return False
+
 
 def load_or_create_town_key(path: str | Path) -> Ed25519PrivateKey:
     """The town's Ed25519 signing key; created (mode 0600) on first use."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from station.errors import SignatureError
+from station.errors import NonCanonicalError, PayloadError, SignatureError
 from station.protocol.signing import jws_header, unverified_payload, verify_jws
 
 if TYPE_CHECKING:
@@ -15,6 +15,9 @@ LOUD = ("equivocation", "broken-chain", "wrong-path", "checkpoint-mismatch")
 # Whoever can reach the broker can send unsigned junk: keep only a sample of it, so refusals cannot fill the disk.
 UNAUTHENTICATED_KEEP = 1024
 
+# A station counting one result a second takes 285 million years to get here; the town does seq + 1 in SQLite.
+MAX_SEQ = 2**53
+
 
 class Refuse(Exception):
     """The town refuses a message: `code` is the refusal kind counted per station, `detail` says why."""
@@ -25,7 +28,8 @@ class Refuse(Exception):
 
 def evidence(code: str, payload: bytes) -> bytes:
     """How much of a refused message to keep as evidence."""
-    if code in ("malformed", "unknown-kid", "bad-signature"):
+    if code in ("malformed", "unknown-kid", "bad-signature", "non-canonical", "bad-status", "unknown-station",
+                "unprocessable"):
         return payload[:UNAUTHENTICATED_KEEP]
     return payload[:262144]
 
@@ -47,6 +51,9 @@ def verified(trust: TrustStore | None, topic_station_id: str, path: str, payload
     The signature alone is not enough: the key must belong to the topic's station and sign for that grid path."""
     try:
         header = jws_header(payload)
+    except NonCanonicalError as exc:
+        # Maybe a re-wrapped copy of a genuine result: refused for its form, never judged as equivocation.
+        raise Refuse("non-canonical", str(exc)) from None
     except SignatureError as exc:
         raise Refuse("malformed", f"not a flattened Ed25519 JWS: {exc}") from None
     kid, typ = header.get("kid"), header.get("typ")
@@ -63,6 +70,8 @@ def verified(trust: TrustStore | None, topic_station_id: str, path: str, payload
     seq = unverified.get("seq") if isinstance(unverified.get("seq"), int) else None
     try:
         body = verify_jws(payload, key, typ=typ)
+    except PayloadError as exc:
+        raise Refuse("malformed", f"kid {kid}: {exc}", seq=seq) from None
     except SignatureError as exc:
         raise Refuse("bad-signature", f"kid {kid}: {exc}", seq=seq) from None
     if kid.split("/", 1)[0] != topic_station_id:
@@ -76,6 +85,6 @@ def verified(trust: TrustStore | None, topic_station_id: str, path: str, payload
     if body.get("v") != 1:
         raise Refuse("malformed", f"unsupported version v={body.get('v')!r}", seq=seq)
     s = body.get("seq")
-    if not isinstance(s, int) or isinstance(s, bool) or s < 1:
-        raise Refuse("malformed", f"seq must be an integer >= 1, got {s!r}")
+    if not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= MAX_SEQ:
+        raise Refuse("malformed", f"seq must be an integer 1..{MAX_SEQ}, got {str(s)[:40]}")
     return body, kid
