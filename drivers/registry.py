@@ -58,7 +58,8 @@ def _reader_names() -> tuple[str, ...]:
 # Later: third-party drivers (e.g. reader dialects) would be added here from an entry-point group, the way
 # gpiozero finds pin factories; not needed while every driver ships in this package.
 _ROLES: dict[str, dict[str, Callable[..., Any]]] = {
-    "camera": {"folder": _folder, "v4l2": _v4l2, "fake": _folder},
+    # "none": a station with serial instruments only (`station init --no-camera`); presses are refused.
+    "camera": {"folder": _folder, "v4l2": _v4l2, "fake": _folder, "none": lambda cfg, resolve: None},
     "panel": {"gpiozero": _gpiozero_panel, "fake": _fake_panel},
     # One driver per dialect; the pty twin (drivers/reader/fake.py) is a device, not a driver: the station
     # opens its link path exactly as it opens a real /dev/serial/by-id port.

@@ -13,7 +13,7 @@ from station.acquire import acquire
 from station.config import StationConfig
 from station.decide.calibration import calibrated_catalog
 from station.errors import JournalDamagedError
-from station.events import Event, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
+from station.events import Event, Instrument, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
 from station.host import clock, sdnotify
 from station.journal import Journal
@@ -43,6 +43,7 @@ class Daemon:
         self.publisher = None
         self.control = None
         self.workflow: Workflow | None = None
+        self.instruments = None  # station.instruments.Instruments when [[readers]] are configured
         self._last_status = 0.0
 
     @property
@@ -67,6 +68,11 @@ class Daemon:
                                                               self.workflow.strip_type(job.strip_type_name)),
             refusal=self._refusal, on_done=self._publish_status,
         )
+        if self.cfg.readers:
+            from station.instruments import Instruments
+
+            self.instruments = Instruments(self.cfg, self.home.journal, recorder, self.post, self._show_instrument)
+            self.instruments.start()
         if self.cfg.broker.url:
             self.publisher = self._make_publisher()
             self.publisher.start()
@@ -101,6 +107,8 @@ class Daemon:
             self.control.close()
         if self.publisher:
             self.publisher.stop(timeout=5)
+        if self.instruments:
+            self.instruments.close()
         if self.panel:
             self.panel.close()
         if self.camera:
@@ -151,6 +159,8 @@ class Daemon:
                     self._publish_status()
             case StatusRequest():
                 ev.reply(self.status())
+            case Instrument():
+                self.instruments.handle(ev)
 
     def _tick(self) -> None:
         sdnotify.notify("WATCHDOG=1")
@@ -163,8 +173,15 @@ class Daemon:
                 self._prune()
             self._publish_status()
 
+    def _show_instrument(self, verdict: str) -> None:
+        """An instrument result lights the panel only while no camera sample is being served."""
+        if self.panel and self.state == StationState.IDLE:
+            self.panel.show(verdict)
+
     def _refusal(self) -> str | None:
         """Why no new sample may be taken now, in the words the operator and the log get; None if it may."""
+        if self.camera is None:
+            return "this station has no camera ([camera] driver = \"none\"): results come from its instruments"
         if self.disk.level != "full":
             return None
         return (f"disk {self.disk.used_pct:.1f}% full (limit {self.cfg.storage.refuse_pct}%): "
@@ -196,6 +213,7 @@ class Daemon:
             "clock_synced": clock.clock_synced(), "lights": self.panel.lights() if self.panel else {},
             "connected": bool(self.publisher and self.publisher.state.connected),
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
+            "instruments": self.instruments.status() if self.instruments else [],
         }
 
     def _publish_status(self) -> None:

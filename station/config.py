@@ -116,6 +116,7 @@ class StationConfig:
     assay: AssayConfig
     storage: StorageConfig
     strip_types: dict = field(default_factory=dict)
+    readers: tuple = ()  # station.readers.ReaderConfig, one per [[readers]] table
 
     def resolve(self, path: str) -> Path:
         """Config paths are relative to the station home."""
@@ -193,8 +194,8 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(path, "", f"not valid TOML: {exc}", int(m.group(1)) if m else None) from None
     for key in data:
-        if key not in _TABLES and key != "strip_types":
-            raise ConfigError(path, key, f"unknown table; allowed: {', '.join([*_TABLES, 'strip_types'])}",
+        if key not in _TABLES and key not in ("strip_types", "readers"):
+            raise ConfigError(path, key, f"unknown table; allowed: {', '.join([*_TABLES, 'strip_types', 'readers'])}",
                               _line_of(text, None, key) or _line_of(text, key, ""))
     parts = {name: _build(path, text, name, cls, data.get(name, {})) for name, cls in _TABLES.items()}
     _check_identity(path, text, parts["station"])
@@ -216,8 +217,11 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
     if parts["assay"].strip_type not in catalog:
         raise ConfigError(path, "assay.strip_type", f"{parts['assay'].strip_type!r} not in the catalog; known: "
                           f"{', '.join(sorted(catalog))}", _line_of(text, "assay", "strip_type"))
+    from station.readers import parse_readers
+
+    readers = parse_readers(path, data.get("readers"), lambda table, key: _line_of(text, table, key))
     home = home if home is not None else Path(path).resolve().parent
-    return StationConfig(home=home, source=Path(path), strip_types=catalog, **parts)
+    return StationConfig(home=home, source=Path(path), strip_types=catalog, readers=readers, **parts)
 
 
 def load_config(home: Path) -> StationConfig:

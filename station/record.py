@@ -115,3 +115,30 @@ class Recorder:
             out.append(summary(entry, strip))
             self.notify()
         return out, None
+
+
+def record_instrument(recorder: Recorder, parts: dict, key: str, record: int, stamp: str):
+    """Journal one instrument record with its duplicate key in the same transaction; returns the Entry, or
+    None when the instrument record is already stored (a replay, "print again", a repeated poll)."""
+    from station.errors import DuplicateRecord
+    from station.journal.instruments import claim
+
+    read_at, synced = now_rfc3339(), clock.clock_synced()
+    boot = {"counter": recorder.boot, "monotonic_s": round(time.monotonic(), 3)}
+    cfg = recorder.cfg
+
+    def make(seq: int, prev: str) -> bytes:
+        payload = build_result_payload(
+            seq=seq, prev=prev, station_path=cfg.station.path, station_id=cfg.station.id, boot=boot,
+            read_at=read_at, clock_synced=synced, sample=parts["sample"], strip=parts["strip"],
+            reading=parts["reading"], verdict=parts["verdict"], quality=[], calibration=parts["calibration"],
+            image_sha256=None, source="serial", instrument=parts["instrument"])
+        return signing.sign_jws(payload, recorder.key, cfg.station.kid, RESULT_TYP)
+
+    try:
+        entry = recorder.journal.append(make, verdict=parts["verdict"], sample_id=parts["sample"]["id"],
+                                        image_path=None, also=claim(key, record, stamp))
+    except DuplicateRecord:
+        return None
+    recorder.notify()
+    return entry

@@ -20,13 +20,13 @@ from station.journal.damage import damage_or_error, set_aside
 from station.journal.schema import (
     APPLICATION_ID,
     COLUMNS,
-    SCHEMA_VERSION,
     Checkpoint,
     Entry,
     JournalStats,
     checkpoint_from_row,
     create_tables,
     entry_from_row,
+    upgrade,
 )
 from station.protocol.result import GENESIS_PREV, RESULT_VERDICTS
 from station.protocol.wire import message_hash
@@ -69,10 +69,7 @@ class Journal:
             if not existed:
                 create_tables(self._db)
                 fsync_dir(self.path.parent)
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
-                raise JournalError(f"{self.path}: journal schema version {version}, this firmware reads "
-                                   f"{SCHEMA_VERSION}")
+            upgrade(self._db, self.path)  # a version-1 journal gains 'suspect' and the instrument tables
         except sqlite3.Error as exc:
             raise damage_or_error(self.path, exc, "cannot open journal") from None
         if check:
@@ -107,12 +104,15 @@ class Journal:
         sample_id: str | None,
         image_path: str | Path | None,
         priority: bool | None = None,
+        also: Callable[[sqlite3.Connection, int], None] | None = None,
     ) -> Entry:
         """Journal one result; durable on disk when this returns.
 
         make_message(seq, prev) builds and signs the message inside the write transaction, so no
         other writer can take the same seq. If it raises, nothing is written. priority (default:
         verdict is positive) puts the entry in unacked_positives(), which the publisher drains first.
+        also(db, seq) writes companion rows in the same transaction (an instrument record's duplicate key);
+        if it raises, nothing is written.
         """
         if verdict not in RESULT_VERDICTS:
             raise JournalError(f"{self.path}: verdict {verdict!r} is not journaled (only "
@@ -133,6 +133,8 @@ class Journal:
                 " created_monotonic, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (seq, rid, message, h, prev, verdict, sample_id, image, mono, int(prio)),
             )
+            if also is not None:
+                also(self._db, seq)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()

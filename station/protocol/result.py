@@ -16,11 +16,10 @@ RECORD_VERSION = 1
 GENESIS_PREV = "0" * 64
 RESULT_TYP = "nongan-result+json"
 # A retake is shown to the operator and never recorded: it is a request to photograph again, not a
-# finding about the sample. Only these verdicts are journaled and published.
-RESULT_VERDICTS = ("negative", "positive", "invalid")
+# finding about the sample. Only these verdicts are journaled and published. "suspect" comes only from an
+# instrument that says so (an enzyme tester's 可疑): re-test needed; never a default for a missing verdict.
+RESULT_VERDICTS = ("negative", "positive", "invalid", "suspect")
 SOURCES = ("camera", "serial")
-
-
 
 
 @cache
@@ -55,6 +54,7 @@ def build_result_payload(
     calibration: Mapping[str, Any],
     image_sha256: str | None,
     source: str,
+    instrument: Mapping[str, Any] | None = None,
 ) -> dict:
     """A validated v1 record. Mappings are copied, so later changes by the caller do not leak in."""
     payload = {
@@ -75,6 +75,8 @@ def build_result_payload(
         "source": source,
         "firmware": __version__,
     }
+    if instrument is not None:  # optional: serial-instrument results only; towns that ignore it keep working
+        payload["instrument"] = _plain(instrument)
     validate_payload(payload)
     return payload
 
@@ -99,6 +101,8 @@ def validate_payload(payload: Any) -> None:
         raise RecordError("$.id", f"is {payload['id']!r}, expected {station_id}:{payload['seq']}")
     if (payload["seq"] == 1) != (payload["prev"] == GENESIS_PREV):
         raise RecordError("$.prev", "must be 64 zeros exactly when seq is 1")
+    if "instrument" in payload and payload["source"] != "serial":
+        raise RecordError("$.instrument", "only a serial-instrument result (source serial) carries it")
 
 
 def _json_safe(value: Any, where: str) -> None:

@@ -24,7 +24,7 @@ def parse_report(lines: list[str], raw: bytes) -> Reading | Fault | None:
     """None: a block that is not a report (a header, a self-test); else the Reading or the Fault it is."""
     fields: dict[str, str] = {}
     extra: dict[str, str] = {}
-    for i, line in enumerate(lines):
+    for line in lines:
         m = _FIELD.match(line)
         if not m:
             continue  # the title (first line) and any text without a colon

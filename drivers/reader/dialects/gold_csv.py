@@ -72,6 +72,7 @@ class GoldSession:
         self._asked_at: float | None = None
         self._tries = 0
         self._known = False
+        self._out = b""  # a gap-filling replay request, sent on the next tick
 
     def start(self, now: float) -> bytes:
         self._asked_at, self._tries = now, 1
@@ -80,9 +81,13 @@ class GoldSession:
     def identified(self, ident: Identity, last_record: int | None) -> bytes:
         # Asked again after every $GI (also one sent unasked at power-up): a replay is harmless, dupes are ignored.
         self._known = True
+        self.last_record = last_record or 0  # 0: nothing stored yet, record 1 is the next expected
         return sentence(f"GQ,SINCE,{last_record or 0}")
 
     def tick(self, now: float) -> bytes:
+        if self._out:
+            out, self._out = self._out, b""
+            return out
         if self._known or self._asked_at is None or now - self._asked_at < ID_RETRY_S:
             return b""
         if self._tries >= ID_TRIES:
@@ -125,7 +130,19 @@ class GoldSession:
             if body is None:
                 out.append(Fault("corrupt", "bad checksum or framing", raw[:MAX_SENTENCE + 2]))
                 continue
-            out.append(self._sentence(body, raw))
+            heard = self._sentence(body, raw)
+            if isinstance(heard, Reading):
+                self._gap(heard.record)
+            out.append(heard)
+
+    def _gap(self, rec: int) -> None:
+        """A pushed record that skips numbers: the ones between were lost on the wire (noise, a cut
+        sentence); the reader still holds them, so ask for a replay since the last one heard."""
+        last = self.last_record
+        if last is not None and rec != next_record(last) and after(rec, last) and rec != last:
+            self._out = sentence(f"GQ,SINCE,{last}")
+        if last is None or after(rec, last):
+            self.last_record = rec
 
     def _sentence(self, body: str, raw: bytes) -> Heard:
         kind = body.split(",", 1)[0]

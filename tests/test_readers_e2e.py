@@ -1,0 +1,120 @@
+# Serial instruments end to end: pty twins, the real daemon, a real broker and town; faults on the wire.
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+
+import pytest
+from stationkit import eventually
+
+from drivers.reader.fake import Twin
+from station.lab.rig import StationRig, check_journal, town_show
+
+READERS = (("gold-1", "gold-csv"), ("enzyme-1", "enzyme-print"), ("frame-1", "frame-crc8"))
+
+
+def _attach(rig: StationRig, tmp_path) -> dict[str, Twin]:
+    twins, tables = {}, []
+    for name, dialect in READERS:
+        link = tmp_path / "by-id" / f"usb-twin-{name}-if00"
+        twins[name] = Twin(dialect, link)
+        tables.append(f'\n[[readers]]\nname = "{name}"\ndialect = "{dialect}"\nport = "{link}"\n'
+                      f'items = {{ IMI = "imidacloprid", CBZ = "carbendazim" }}\n')
+    with rig.home.config.open("a", encoding="utf-8") as f:
+        f.writelines(tables)
+    return twins
+
+
+def _payloads(journal) -> list[dict]:
+    with sqlite3.connect(journal) as db:
+        rows = db.execute("SELECT message FROM results ORDER BY seq").fetchall()
+    out = []
+    for (msg,) in rows:
+        body = json.loads(msg)["payload"]
+        out.append(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))
+    return out
+
+
+def _by(payloads, name) -> list[int]:
+    return [p["instrument"]["record"] for p in payloads if p.get("instrument", {}).get("name") == name]
+
+
+def _inst(daemon, name) -> dict:
+    return next(i for i in daemon.status()["instruments"] if i["name"] == name)
+
+
+@pytest.fixture
+def station(tmp_path, local_broker):
+    rig = StationRig(tmp_path, broker_url=local_broker.url, photos=("negative.jpg",))
+    twins = _attach(rig, tmp_path)
+    town = rig.town().start()
+    daemon = rig.daemon().start()
+    yield rig, twins, daemon, town
+    daemon.terminate()
+    town.terminate()
+    for t in twins.values():
+        t.close()
+
+
+def test_every_record_reaches_the_town_once_through_faults(station, tmp_path):
+    rig, twins, daemon, town = station
+    gold, enzyme, frame = twins["gold-1"], twins["enzyme-1"], twins["frame-1"]
+    eventually(lambda: all(i["connected"] for i in daemon.status()["instruments"]), 10, "instruments connected")
+    eventually(lambda: _inst(daemon, "frame-1")["identity"] is not None, 10, "frame-crc8 identity")
+    # Power-up noise, NUL bursts, a bad checksum, a sentence cut short by a new one, then good records.
+    gold.noise(300, nul=True)
+    gold.noise(500)
+    gold.send(b"\r\n")
+    gold.send(Twin.corrupted(gold.device.make(sample="S-BAD")))  # record 1: only its corrupt copy is sent
+    cut = gold.device.make(sample="S-CUT")  # record 2: cut short, then a new sentence
+    gold.send_cut(cut, 20)
+    gold.make(sample="S-3", res="P")  # record 3
+    enzyme.noise(200, nul=True)
+    enzyme.make(name="青菜", pct=62.5, res="阳性", sample="S-E1")
+    enzyme.make(name="豇豆", pct=-3.2, res="阴性", colon="：", order=["结果", "抑制率", "检测时间", "编号", "样品"],
+                more=[("操作员", "李")], when="2026-12-01 10:40:00")
+    enzyme.send(enzyme.device.print_again())  # "print again": stored once
+    enzyme.make(res="可疑", pct=48.0, when="2026-12-01 10:50:00")
+    enzyme.send_cut(enzyme.device.make(when="2026-12-01 11:00:00"), 60)  # power cut mid-report
+    enzyme.send(b"\x00" * 40 + "   农药残留快速检测仪 V3.1\r\n".encode("gb18030"))  # powered up again
+    enzyme.make(name="韭菜", when="2026-12-01 11:05:00")  # its separator closes the cut report
+    # Frames with 0x7E/0xAA inside DATA (T signal bytes), polled.
+    frame.make(t=0x7EAA7E, c=0xAA7EAA, sample="F-1")
+    frame.make(res=1)
+    journal = rig.home.journal
+    eventually(lambda: len(_by(_payloads(journal), "frame-1")) == 2, 15, "frame-crc8 records polled")
+    eventually(lambda: len(_by(_payloads(journal), "enzyme-1")) == 4, 10, "enzyme-print reports")
+    # 1 (bad checksum) and 2 (cut) were lost on the wire; 3 skipped them, so the station asked for a replay.
+    eventually(lambda: sorted(_by(_payloads(journal), "gold-1")) == [1, 2, 3], 10, "gold-csv gap replay")
+    p = {(x["instrument"]["name"], x["instrument"]["record"]): x for x in _payloads(journal) if "instrument" in x}
+    g3 = p[("gold-1", 3)]
+    assert g3["source"] == "serial" and g3["verdict"] == "positive" and g3["strip"]["analyte"] == "imidacloprid"
+    assert g3["sample"]["id"] == "S-3" and g3["instrument"]["serial"] == "GR0001"
+    assert base64.b64decode(g3["instrument"]["raw_b64"]).startswith(b"$GR,3,1,IMI,S-3,")
+    e1, e2, e3 = p[("enzyme-1", 1)], p[("enzyme-1", 2)], p[("enzyme-1", 3)]
+    assert (e1["verdict"], e1["reading"]["inhibition_pct"], e1["sample"]["name"]) == ("positive", 62.5, "青菜")
+    assert (e2["verdict"], e2["reading"]["inhibition_pct"], e2["sample"]["name"]) == ("negative", -3.2, "豇豆")
+    assert e3["verdict"] == "suspect" and e1["instrument"]["serial"] is None
+    assert "农药残留检测报告".encode("gb18030") in base64.b64decode(e1["instrument"]["raw_b64"])
+    f1 = p[("frame-1", 1)]
+    assert (f1["reading"]["t_signal"], f1["reading"]["c_signal"], f1["sample"]["id"]) == (0x7EAA7E, 0xAA7EAA, "F-1")
+    assert p[("frame-1", 2)]["verdict"] == "positive" and f1["strip"]["analyte"] == "carbendazim"
+    assert base64.b64decode(f1["instrument"]["raw_b64"])[:2] == b"\x7e\x83"
+    # Counted and kept as evidence, never results: the corrupt sentences, the cut report, the duplicate.
+    st = {i["name"]: i for i in daemon.status()["instruments"]}
+    assert st["gold-1"]["corrupt"] >= 2 and st["gold-1"]["garbage_bytes"] >= 300
+    assert st["enzyme-1"]["duplicates"] == 1 and st["enzyme-1"]["incomplete"] == 1
+    assert st["gold-1"]["identity"]["serial"] == "GR0001" and st["frame-1"]["records"] == 2
+    with sqlite3.connect(journal) as db:
+        faults = db.execute("SELECT instrument, kind, raw FROM reader_faults").fetchall()
+    cut_report = [raw for name, kind, raw in faults if name == "enzyme-1" and kind == "incomplete"]
+    assert len(cut_report) == 1 and "编号".encode("gb18030") in cut_report[0]
+    # Everything reaches the town, signed and acknowledged, like camera results.
+    eventually(lambda: daemon.status()["acked_seq"] == daemon.status()["last_seq"] == 9, 20, "town acks")
+    entry, refusals = town_show(rig.town_db, rig.trust, rig.station_path)
+    assert entry["contiguous"] == 9 and refusals == [], (entry, refusals)
+    with sqlite3.connect(rig.town_db) as db:
+        town = sorted(r[0] for r in db.execute("SELECT verdict FROM results WHERE kind = 'result'"))
+    assert town == sorted(x["verdict"] for x in p.values())
+    assert check_journal(journal).problems == []
