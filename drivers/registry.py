@@ -47,6 +47,13 @@ def _reader(dialect: str) -> Callable[..., Any]:
     return make
 
 
+def _fake_reader(cfg: Any, post: Callable, last_record: Callable) -> Any:
+    """cfg.dialect's pty twin at cfg.port with the real reader thread on it (tests, the demo, a bench)."""
+    from drivers.reader.fake import TwinReader
+
+    return TwinReader(cfg, post, last_record)
+
+
 def _reader_names() -> tuple[str, ...]:
     from drivers.reader.dialects import names as dialect_names  # no pyserial import: only module names
 
@@ -63,7 +70,7 @@ _ROLES: dict[str, dict[str, Callable[..., Any]]] = {
     "panel": {"gpiozero": _gpiozero_panel, "fake": _fake_panel},
     # One driver per dialect; the pty twin (drivers/reader/fake.py) is a device, not a driver: the station
     # opens its link path exactly as it opens a real /dev/serial/by-id port.
-    "reader": {name: _reader(name) for name in _reader_names()},
+    "reader": {**{name: _reader(name) for name in _reader_names()}, "fake": _fake_reader},
 }
 
 

@@ -138,3 +138,20 @@ class Twin:
                 answer = self.device.answer(data)
                 if answer:
                     self.send(answer)
+
+
+class TwinReader:
+    """The registry's `fake` reader: a twin of cfg.dialect behind cfg.port, read by the real SerialReader."""
+
+    def __init__(self, cfg, post, last_record):
+        from drivers.reader.reader import SerialReader
+
+        self.twin = Twin(cfg.dialect, cfg.port)
+        self.reader = SerialReader(cfg.name, dialects.get(cfg.dialect), cfg.port, cfg.baud, post, last_record)
+
+    def start(self) -> None:
+        self.reader.start()
+
+    def close(self, timeout: float = 2.0) -> None:
+        self.reader.close(timeout)
+        self.twin.close()
