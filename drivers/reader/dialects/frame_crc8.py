@@ -61,7 +61,14 @@ class Framer:
                 del self._buf[:1]
                 continue
             if len(self._buf) < n + 5:
-                return out
+                # A false start (0x7E inside DATA) with a long LEN would wait for bytes that may never come
+                # (the reader answers once, then waits): a complete, valid frame further on wins.
+                later = self._valid_after(1)
+                if later < 0:
+                    return out
+                out.append(Fault("corrupt", "false frame start", bytes(self._buf[:later])))
+                del self._buf[:later]
+                continue
             cand = bytes(self._buf[:n + 5])
             if cand[-1] != END or crc8(cand[1:n + 3]) != cand[n + 3]:
                 out.append(Fault("corrupt", "bad CRC or end byte", cand))
@@ -69,6 +76,21 @@ class Framer:
                 continue
             del self._buf[:n + 5]
             out.append((cand[1], cand[3:n + 3], cand))
+
+    def _valid_after(self, frm: int) -> int:
+        i = self._buf.find(START, frm)
+        while i >= 0:
+            if _valid_at(self._buf, i):
+                return i
+            i = self._buf.find(START, i + 1)
+        return -1
+
+
+def _valid_at(buf: bytearray, i: int) -> bool:
+    if i + 3 > len(buf) or buf[i] != START or buf[i + 2] > MAX_DATA:
+        return False
+    n = buf[i + 2]
+    return i + n + 5 <= len(buf) and buf[i + n + 4] == END and crc8(buf[i + 1:i + n + 3]) == buf[i + n + 3]
 
 
 def next_record(rec: int) -> int:
