@@ -107,6 +107,8 @@ class Instruments:
             case Link():
                 st.connected, st.detail = h.connected, h.detail
                 st.since = now_rfc3339()
+                if h.connected:
+                    st.identity = None  # asked again on every connection: a replugged port may hold another unit
                 (log.info if h.connected else log.warning)("instrument %s: %s %s", rc.name,
                                                            "connected" if h.connected else "not connected", h.detail)
 
@@ -135,7 +137,9 @@ class Instruments:
             st.garbage_bytes += f.size
             return
         if f.kind == "corrupt":
-            st.corrupt += 1
+            st.corrupt += f.count
+            if not f.raw:
+                return  # a count of more corrupt units in one noisy read: nothing to keep
             now = time.monotonic()
             st._kept = [t for t in st._kept if now - t < 60]
             if len(st._kept) >= CORRUPT_KEPT_PER_MIN:

@@ -4,10 +4,12 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import threading
 
 import pytest
 from stationkit import eventually
 
+from drivers.reader.dialects.gold_csv import sentence as gold_sentence
 from drivers.reader.fake import Twin
 from station.lab.rig import StationRig, check_journal, town_show
 
@@ -118,3 +120,85 @@ def test_every_record_reaches_the_town_once_through_faults(station, tmp_path):
         town = sorted(r[0] for r in db.execute("SELECT verdict FROM results WHERE kind = 'result'"))
     assert town == sorted(x["verdict"] for x in p.values())
     assert check_journal(journal).problems == []
+
+
+def _records(journal) -> list[tuple[str, int]]:
+    return [(x["instrument"]["name"], x["instrument"]["record"]) for x in _payloads(journal) if "instrument" in x]
+
+
+def test_unplug_replug_and_sigkill_lose_nothing_the_instrument_keeps(station):
+    rig, twins, daemon, town = station
+    gold, frame = twins["gold-1"], twins["frame-1"]
+    journal = rig.home.journal
+    eventually(lambda: _inst(daemon, "frame-1")["identity"] is not None, 10, "frame-crc8 identity")
+    gold.make(sample="A-1")
+    frame.make(sample="F-1")
+    eventually(lambda: {("gold-1", 1), ("frame-1", 1)} <= set(_records(journal)), 10, "first records")
+    # Unplug: the by-id link vanishes. Tests made meanwhile stay in the instruments' memory.
+    gold.unplug()
+    frame.unplug()
+    eventually(lambda: not _inst(daemon, "gold-1")["connected"] and not _inst(daemon, "frame-1")["connected"],
+               10, "unplug noticed")
+    gold.make(sample="A-2")
+    gold.make(sample="A-3")
+    frame.make(sample="F-2")
+    old_tty = gold.tty
+    gold.plug()  # a new pty behind the same link, as a replugged USB adapter gets a new ttyUSBN
+    frame.plug()
+    assert gold.tty != old_tty
+    eventually(lambda: _inst(daemon, "gold-1")["connected"] and _inst(daemon, "frame-1")["connected"], 10,
+               "replug noticed")
+    eventually(lambda: {("gold-1", 2), ("gold-1", 3), ("frame-1", 2)} <= set(_records(journal)), 10,
+               "replay after replug (identity asked again)")
+    # SIGKILL with tests made while the daemon is dead: fetched from where the journal says it stopped.
+    daemon.kill()
+    gold.make(sample="A-4")
+    frame.make(sample="F-3")
+    frame.make(sample="F-4")
+    daemon.start()
+    want = {("gold-1", n) for n in (1, 2, 3, 4)} | {("frame-1", n) for n in (1, 2, 3, 4)}
+    eventually(lambda: want <= set(_records(journal)), 15, "records made while the daemon was dead")
+    gold.send(gold.device.answer(gold_sentence("GQ,LAST")))  # a repeated record: a duplicate, ignored
+    eventually(lambda: _inst(daemon, "gold-1")["duplicates"] >= 1, 10, "duplicate counted")
+    recs = _records(journal)
+    assert sorted(recs) == sorted(set(recs)), "an instrument record was stored twice"
+    assert _inst(daemon, "gold-1")["last_record"]["record"] == 4
+    eventually(lambda: daemon.status()["acked_seq"] == daemon.status()["last_seq"] == len(recs), 20, "town acks")
+    assert check_journal(journal).problems == []
+
+
+def test_silent_reader_and_garbage_burst_never_block_the_camera(station):
+    rig, twins, daemon, town = station
+    frame, gold = twins["frame-1"], twins["gold-1"]
+    frame.silent = True  # a reader that never answers
+    frame.unplug()
+    frame.plug()
+    eventually(lambda: _inst(daemon, "frame-1")["connected"], 10, "silent reader's port opened")
+    assert daemon.press(sample="CAM-0")["ok"]  # OpenCV loaded and warm before memory is measured
+    pid = daemon.proc.pid
+    rss0 = _rss_kb(pid)
+    burst = threading.Thread(target=lambda: [gold.noise(1 << 20) for _ in range(10)])  # 10 MiB of garbage
+    burst.start()
+    reply = daemon.press(sample="CAM-1")  # the camera path works while a reader is silent and one is noisy
+    burst.join()
+    assert reply["ok"] and reply["results"][0]["sample"] == "CAM-1", reply
+    gold.make(sample="AFTER")
+    eventually(lambda: ("gold-1", 1) in _records(rig.home.journal), 15, "a record after the burst")
+    st = _inst(daemon, "gold-1")
+    assert st["garbage_bytes"] + st["corrupt"] > 0 and daemon.proc.poll() is None
+    # Memory: a second 10 MiB burst, with no camera work beside it, must not grow the daemon.
+    rss1 = _rss_kb(pid)
+    for _ in range(10):
+        gold.noise(1 << 20)
+    gold.make(sample="AFTER-2")
+    eventually(lambda: ("gold-1", 2) in _records(rig.home.journal), 15, "a record after the second burst")
+    assert _rss_kb(pid) - rss1 < 4_000, f"garbage held in memory: {rss0} {rss1} {_rss_kb(pid)} kB"
+    assert _inst(daemon, "frame-1")["identity"] is None and _inst(daemon, "frame-1")["records"] == 0
+    eventually(lambda: daemon.status()["acked_seq"] == daemon.status()["last_seq"] == 4, 20, "town acks")
+
+
+def _rss_kb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0

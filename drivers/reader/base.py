@@ -52,6 +52,7 @@ class Fault:
     message: str
     raw: bytes = b""
     size: int = 0  # garbage: how many bytes were dropped (they are counted, not kept)
+    count: int = 1  # corrupt: how many units this one stands for (a noisy read is summed, not posted each)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ log = logging.getLogger("drivers.reader")
 RETRY_S = 0.2  # how often a missing port is looked for: replug is noticed well within 2 s
 PATH_CHECK_S = 0.3  # a vanished by-id link means unplugged even when the tty still reads nothing
 READ_CHUNK = 65536
+CORRUPT_POSTED_PER_READ = 3  # with their bytes, as evidence; the rest of a noisy read is only counted
 
 
 class SerialReader:
@@ -88,16 +89,23 @@ class SerialReader:
         return "stopped"
 
     def _heard(self, ser, session, items: list[Heard]) -> None:
-        garbage = 0
+        garbage = corrupt = 0
         for item in items:
             if isinstance(item, Fault) and item.kind == "garbage":
                 garbage += item.size  # one event per read, however noisy the line: the loop stays free
                 continue
+            if isinstance(item, Fault) and item.kind == "corrupt":
+                corrupt += 1
+                if corrupt > CORRUPT_POSTED_PER_READ:
+                    continue
             self._post(item)
             if isinstance(item, Identity) and ser is not None:
                 self._write(ser, session.identified(item, self._last_record(item.serial)))
         if garbage:
             self._post(Fault("garbage", f"{garbage} bytes of line noise dropped", size=garbage))
+        if corrupt > CORRUPT_POSTED_PER_READ:
+            n = corrupt - CORRUPT_POSTED_PER_READ
+            self._post(Fault("corrupt", f"{n} more corrupt units in the same read", count=n))
 
     @staticmethod
     def _write(ser, data: bytes) -> None:
