@@ -202,3 +202,81 @@ def _rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+# ---- the pieces around the daemon: init, probe, config, journal upgrade ------------------------------------
+
+def test_init_writes_reader_tables_and_a_camera_free_station(tmp_path):
+    from station.config import load_config
+    from station.lab.rig import station_cmd
+
+    home = tmp_path / "home"
+    station_cmd("init", "--home", str(home), "--station", "st-7", "--grid", "a/b/c", "--no-camera",
+                "--reader", "gold-csv:/dev/serial/by-id/usb-GR-if00", "--reader", "frame-crc8:socket://x:1@57600")
+    cfg = load_config(home)
+    assert cfg.camera.driver == "none"
+    assert [(r.name, r.dialect, r.port, r.baud) for r in cfg.readers] == [
+        ("gold-csv-1", "gold-csv", "/dev/serial/by-id/usb-GR-if00", 9600),
+        ("frame-crc8-1", "frame-crc8", "socket://x:1", 57600)]
+    assert cfg.readers[0].items["IMI"] == "imidacloprid"
+    bad = station_cmd("init", "--home", str(tmp_path / "h2"), "--station", "st-7", "--grid", "a/b/c",
+                      "--reader", "nmea:/dev/ttyUSB0", check=False)
+    assert bad.returncode == 2 and "'nmea' unknown; known: gold-csv, enzyme-print, frame-crc8" in bad.stderr
+    assert not (tmp_path / "h2" / "station.toml").exists()
+
+
+def test_readers_probe_names_the_dialect_that_answers(tmp_path):
+    from station.lab.rig import station_cmd
+
+    twins = [Twin(d, tmp_path / "by-id" / f"usb-{d}") for d in ("gold-csv", "enzyme-print", "frame-crc8")]
+    try:
+        out = json.loads(station_cmd("readers", "--by-id", str(tmp_path / "by-id"), "--probe", "--json").stdout)
+    finally:
+        for t in twins:
+            t.close()
+    got = {r["port"].rsplit("usb-", 1)[1]: (r["dialect"], r["serial"]) for r in out["ports"]}
+    assert got == {"gold-csv": ("gold-csv", "GR0001"), "frame-crc8": ("frame-crc8", "FR0001"),
+                   "enzyme-print": (None, None)}
+
+
+def test_a_version_1_journal_is_upgraded_in_place_and_takes_suspect(tmp_path):
+    from station.journal import Journal, schema
+
+    path = tmp_path / "j.sqlite"
+    v1 = schema.SCHEMA.replace(schema._CHECK_V2, schema._CHECK_V1).split("-- Serial instruments")[0]
+    with sqlite3.connect(path, isolation_level=None) as db:
+        db.executescript(f"BEGIN; {v1} PRAGMA application_id={schema.APPLICATION_ID}; PRAGMA user_version=1; COMMIT;")
+        db.execute("INSERT INTO results (seq, id, message, msg_hash, prev, verdict, created_monotonic)"
+                   " VALUES (1, 'x:1', x'00', 'h', 'p', 'negative', 0)")
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("INSERT INTO results (seq, id, message, msg_hash, prev, verdict, created_monotonic)"
+                       " VALUES (2, 'x:2', x'00', 'h', 'p', 'suspect', 0)")
+    j = Journal(path, check=False)
+    try:
+        db = j._db
+        assert db.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        db.execute("INSERT INTO results (seq, id, message, msg_hash, prev, verdict, created_monotonic)"
+                   " VALUES (2, 'x:2', x'00', 'h', 'p', 'suspect', 0)")
+        assert db.execute("SELECT COUNT(*) FROM instrument_records").fetchone()[0] == 0
+        assert db.execute("SELECT verdict FROM results WHERE seq = 1").fetchone()[0] == "negative"
+    finally:
+        j.close()
+
+
+def test_duplicate_key_survives_wraparound_and_is_per_instrument(tmp_path):
+    from station.errors import DuplicateRecord
+    from station.journal.instruments import WRAP_WINDOW, claim, instrument_key
+
+    db = sqlite3.connect(tmp_path / "d.sqlite")
+    from station.journal.schema import SCHEMA
+    db.executescript(SCHEMA)
+    k = instrument_key("gold-1", "SN1")
+    claim(k, 5, "")(db, 1)
+    with pytest.raises(DuplicateRecord):
+        claim(k, 5, "")(db, 2)
+    claim(instrument_key("gold-1", "SN2"), 5, "")(db, 3)  # another unit on the same port: not a duplicate
+    claim(k, 5, "2026-12-01 10:00:00")(db, 4)  # enzyme-print: same 编号, another 检测时间 (memory cleared)
+    for i in range(WRAP_WINDOW):
+        claim(k, 10 + i, "")(db, 10 + i)
+    claim(k, 5, "")(db, 99999)  # the number came round again, long after: a new test
