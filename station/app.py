@@ -161,11 +161,15 @@ class Daemon:
                 ev.reply(self.status())
             case Instrument():
                 self.instruments.handle(ev)
+                if self.events.empty():
+                    self.instruments.flush()  # a burst is committed as one transaction, a lone reading at once
 
     def _tick(self) -> None:
         sdnotify.notify("WATCHDOG=1")
         now = time.monotonic()
         self.workflow.tick(now)
+        if self.instruments:
+            self.instruments.flush()
         if now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
             self.disk = self._disk()
@@ -175,7 +179,7 @@ class Daemon:
 
     def _show_instrument(self, verdict: str) -> None:
         """An instrument result lights the panel only while no camera sample is being served."""
-        if self.panel and self.state == StationState.IDLE:
+        if self.panel and self.state == StationState.IDLE and self.panel.state != verdict:
             self.panel.show(verdict)
 
     def _refusal(self) -> str | None:

@@ -125,7 +125,7 @@ port = "{port}"
 baud = {baud}
 # strip_type = ""           # the record's strip.type (default: the dialect and item code)
 # analyte = ""              # when the instrument names no item (enzyme-print)
-items = {{ IMI = "imidacloprid", CBZ = "carbendazim", CBF = "carbofuran", PCM = "procymidone", CLB = "clenbuterol", NFZ = "nitrofurans" }}
+items = {{ IMI = "imidacloprid", CBZ = "carbendazim", CBF = "carbofuran", PCM = "procymidone" }}  # code = analyte
 """
 
 

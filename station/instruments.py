@@ -10,16 +10,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from station.acquire import instrument_record
-from station.errors import StationError
+from station.errors import DuplicateRecord, StationError
 from station.events import Instrument
+from station.journal.batch import append_batch
 from station.journal.instruments import InstrumentLog, instrument_key
 from station.protocol.wire import now_rfc3339
-from station.record import record_instrument
+from station.record import instrument_item
 
 log = logging.getLogger("station.app")
 
 ALWAYS_KEPT = ("incomplete", "unreadable", "device")  # each one may be a lost result: keep every one
 CORRUPT_KEPT_PER_MIN = 60  # a noisy line would otherwise fill the disk with evidence of nothing
+MAX_BATCH = 64  # readings committed in one transaction when they arrive faster than one fsync each
+CLOCK_CHECK_S = 10.0  # how stale the NTP-synced flag may be; asking costs a timedatectl run
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Instruments:
         self.state: dict[str, InstrumentState] = {}
         self._serial: dict[str, str | None] = {}
         self.readers: list = []
+        self._synced: tuple[bool, float] | None = None
+        self._pending: list[tuple] = []  # (reader config, state, reading, batch item) awaiting flush()
 
     def start(self) -> None:
         from drivers import registry
@@ -84,6 +89,7 @@ class Instruments:
     def close(self) -> None:
         for r in self.readers:
             r.close()
+        self.flush()
         self.log.close()
 
     def status(self) -> list[dict]:
@@ -116,21 +122,52 @@ class Instruments:
         serial = self._serial.get(rc.name) if rc.dialect != "enzyme-print" else None
         try:
             parts = instrument_record(rc, serial, reading, self.cfg.strip_types)
-            entry = record_instrument(self.recorder, parts, instrument_key(rc.name, serial), reading.record,
-                                      reading.stamp)
+            item = instrument_item(self.recorder, parts, instrument_key(rc.name, serial), reading.record,
+                                   reading.stamp, synced=self._clock_synced())
         except StationError as exc:
-            st.not_recorded += 1
-            log.error("instrument %s record %d: NOT recorded: %s", rc.name, reading.record, exc)
-            self._keep(st, "not-recorded", str(exc), reading.raw)
+            self._not_recorded(rc, st, reading, exc)
             return
-        if entry is None:
-            st.duplicates += 1
-            log.info("instrument %s record %d: already stored, ignored", rc.name, reading.record)
+        self._pending.append((rc, st, reading, item))
+        if len(self._pending) >= MAX_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the pending readings in one transaction. The loop calls this whenever its queue is empty
+        (so a lone reading commits at once) and the batch is bounded, so a burst never waits long."""
+        if not self._pending:
             return
-        st.records += 1
-        st.last_record = {"record": reading.record, "seq": entry.seq}
-        log.info("result %s: instrument %s record %d %s", entry.id, rc.name, reading.record, reading.verdict)
-        self._show(reading.verdict)  # after the commit, as for camera results
+        batch, self._pending = self._pending, []
+        try:
+            outcomes = append_batch(self.recorder.journal, [b[3] for b in batch])
+        except StationError as exc:
+            for rc, st, reading, _ in batch:
+                self._not_recorded(rc, st, reading, exc)
+            return
+        for (rc, st, reading, _), got in zip(batch, outcomes, strict=True):
+            if isinstance(got, DuplicateRecord):
+                st.duplicates += 1
+                log.info("instrument %s record %d: already stored, ignored", rc.name, reading.record)
+            elif isinstance(got, StationError):
+                self._not_recorded(rc, st, reading, got)
+            else:
+                st.records += 1
+                st.last_record = {"record": reading.record, "seq": got.seq}
+                log.info("result %s: instrument %s record %d %s", got.id, rc.name, reading.record, reading.verdict)
+                self._show(reading.verdict)  # after the commit, as for camera results
+        self.recorder.notify()
+
+    def _not_recorded(self, rc, st: InstrumentState, reading, exc: Exception) -> None:
+        st.not_recorded += 1
+        log.error("instrument %s record %d: NOT recorded: %s", rc.name, reading.record, exc)
+        self._keep(st, "not-recorded", str(exc), reading.raw)
+
+    def _clock_synced(self) -> bool:
+        from station.host import clock
+
+        now = time.monotonic()
+        if self._synced is None or now - self._synced[1] > CLOCK_CHECK_S:
+            self._synced = (clock.clock_synced(), now)
+        return self._synced[0]
 
     def _fault(self, st: InstrumentState, f) -> None:
         if f.kind == "garbage":

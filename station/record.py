@@ -117,13 +117,15 @@ class Recorder:
         return out, None
 
 
-def record_instrument(recorder: Recorder, parts: dict, key: str, record: int, stamp: str):
-    """Journal one instrument record with its duplicate key in the same transaction; returns the Entry, or
-    None when the instrument record is already stored (a replay, "print again", a repeated poll)."""
-    from station.errors import DuplicateRecord
+
+def instrument_item(recorder: Recorder, parts: dict, key: str, record: int, stamp: str, *, synced: bool):
+    """One instrument record as a journal batch item: the signed v1 message plus its duplicate key, which
+    station/journal/batch.py writes in the same transaction. synced is the caller's recent clock_synced():
+    asking timedatectl per record would cost ~15 ms each."""
+    from station.journal.batch import Item
     from station.journal.instruments import claim
 
-    read_at, synced = now_rfc3339(), clock.clock_synced()
+    read_at = now_rfc3339()
     boot = {"counter": recorder.boot, "monotonic_s": round(time.monotonic(), 3)}
     cfg = recorder.cfg
 
@@ -135,10 +137,4 @@ def record_instrument(recorder: Recorder, parts: dict, key: str, record: int, st
             image_sha256=None, source="serial", instrument=parts["instrument"])
         return signing.sign_jws(payload, recorder.key, cfg.station.kid, RESULT_TYP)
 
-    try:
-        entry = recorder.journal.append(make, verdict=parts["verdict"], sample_id=parts["sample"]["id"],
-                                        image_path=None, also=claim(key, record, stamp))
-    except DuplicateRecord:
-        return None
-    recorder.notify()
-    return entry
+    return Item(make, parts["verdict"], parts["sample"]["id"], claim(key, record, stamp))

@@ -280,3 +280,28 @@ def test_duplicate_key_survives_wraparound_and_is_per_instrument(tmp_path):
     for i in range(WRAP_WINDOW):
         claim(k, 10 + i, "")(db, 10 + i)
     claim(k, 5, "")(db, 99999)  # the number came round again, long after: a new test
+
+
+def test_batch_commit_leaves_out_duplicates_and_bad_items_alone(tmp_path, station_kit):
+    from station.errors import DuplicateRecord, RecordError
+    from station.journal import Journal, verify_chain
+    from station.journal.batch import Item, append_batch
+    from station.journal.instruments import claim
+
+    def bad(seq, prev):
+        raise RecordError("$.verdict", "synthetic")
+
+    j = Journal(tmp_path / "j.sqlite")
+    try:
+        make = station_kit.maker
+        got = append_batch(j, [Item(make(), "negative", "S-1", claim("g|1", 1, "")),
+                               Item(make(), "negative", "S-1", claim("g|1", 1, "")),  # the same record again
+                               Item(bad, "negative", "S-1"),
+                               Item(make("positive"), "positive", "S-1", claim("g|1", 2, ""))])
+        assert [type(g).__name__ for g in got] == ["Entry", "DuplicateRecord", "RecordError", "Entry"]
+        assert [g.seq for g in got if not isinstance(g, Exception)] == [1, 2]
+        assert isinstance(got[1], DuplicateRecord)
+        assert verify_chain(j) == []
+        assert [e.seq for e in j.iter_entries()] == [1, 2] and j.stats().positives_unacked == 1
+    finally:
+        j.close()
