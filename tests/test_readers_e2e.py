@@ -11,7 +11,7 @@ from stationkit import eventually
 
 from drivers.reader.dialects.gold_csv import sentence as gold_sentence
 from drivers.reader.fake import Twin
-from station.lab.rig import StationRig, check_journal, town_show
+from station.lab.rig import StationRig, check_journal, station_cmd, town_show
 
 READERS = (("gold-1", "gold-csv"), ("enzyme-1", "enzyme-print"), ("frame-1", "frame-crc8"))
 
@@ -120,6 +120,8 @@ def test_every_record_reaches_the_town_once_through_faults(station, tmp_path):
         town = sorted(r[0] for r in db.execute("SELECT verdict FROM results WHERE kind = 'result'"))
     assert town == sorted(x["verdict"] for x in p.values())
     assert check_journal(journal).problems == []
+    shown = station_cmd("status", "--home", str(rig.home.root)).stdout
+    assert "instrument: enzyme-1 [enzyme-print]" in shown and "1 duplicates ignored" in shown, shown
 
 
 def _records(journal) -> list[tuple[str, int]]:
@@ -305,3 +307,37 @@ def test_batch_commit_leaves_out_duplicates_and_bad_items_alone(tmp_path, statio
         assert [e.seq for e in j.iter_entries()] == [1, 2] and j.stats().positives_unacked == 1
     finally:
         j.close()
+
+
+def test_port_errors_name_the_device_and_a_port_is_held_exclusively(tmp_path):
+    from drivers.errors import DeviceBusy, DeviceNotFound
+    from drivers.reader.port import open_port
+
+    with pytest.raises(DeviceNotFound, match=f"^{tmp_path}/nope: no such serial port"):
+        open_port(str(tmp_path / "nope"), 9600)
+    twin = Twin("gold-csv", tmp_path / "by-id" / "usb-x")
+    try:
+        first = open_port(str(twin.link), 9600)
+        with pytest.raises(DeviceBusy, match="in use by another process"):
+            open_port(str(twin.link), 9600)
+        first.close()
+    finally:
+        twin.close()
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    ('name = "g"\ndialect = "gold-csv"\nport = "/dev/x"\nparity = "N"', "readers[0].parity: unknown key; allowed:"),
+    ('name = "g"\ndialect = "gold-csv"\nport = "/dev/x"\nbaud = 9601', "readers[0].baud: 9601 not allowed; one of"),
+    ('name = "g"\ndialect = "gold-csv"', "readers[0].port: is required"),
+    ('name = "g"\ndialect = "frame"\nport = "/dev/x"', "'frame' unknown; known: gold-csv, enzyme-print, frame-crc8"),
+    ('name = "g"\ndialect = "gold-csv"\nport = "/dev/x"\nitems = { IMI = 3 }', 'item code = "analyte name"'),
+])
+def test_reader_tables_are_strict(tmp_path, table, words):
+    from station.config import parse_config
+    from station.errors import ConfigError
+    from station.home import CONFIG_TEMPLATE
+
+    text = CONFIG_TEMPLATE.format(station="st-1", grid="a/b/c", broker="", ca_file="", cert_file="", key_file="",
+                                  camera="none", folder="x", pin_factory="mock", wait="false")
+    with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        parse_config(text + "\n[[readers]]\n" + table + "\n", path="s.toml", home=tmp_path)
