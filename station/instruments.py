@@ -67,17 +67,13 @@ class Instruments:
             last = self.log.last_for(rc.name)
             if last:
                 st.last_record = {"record": last[0], "seq": last[1]}
-            self._serial[rc.name] = self._stored_serial(rc.name)
+            # Until this run hears an identity, records are keyed to the unit last stored from this port.
+            self._serial[rc.name] = last[2] if last else None
             reader = registry.open_device("reader", rc.dialect, rc, lambda h, n=rc.name: self._post(Instrument(n, h)),
                                           lambda serial, n=rc.name: self.last_record(n, serial))
             reader.start()
             self.readers.append(reader)
             log.info("instrument %s: %s on %s @ %d baud", rc.name, rc.dialect, rc.port, rc.baud)
-
-    def _stored_serial(self, name: str) -> str | None:
-        row = self.log._db.execute("SELECT instrument FROM instrument_records WHERE instrument LIKE ?"
-                                   " ORDER BY seq DESC LIMIT 1", (name.replace("%", "") + "|%",)).fetchone()
-        return (row[0].split("|", 1)[1] or None) if row else None
 
     def last_record(self, name: str, serial: str | None) -> int | None:
         """Reader threads: the newest record stored from this instrument, from the journal (survives SIGKILL)."""

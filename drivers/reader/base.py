@@ -89,6 +89,16 @@ class Session(Protocol):
         """The reader knows who answered and the last record stored from it: bytes that resume from there."""
 
 
+class Reader(Protocol):
+    """One instrument's connection (drivers/reader/reader.py): a thread that only posts what it hears."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def close(self, timeout: float = 2.0) -> None: ...
+
+
 class Dialect(Protocol):
     name: str
     baud: int  # the sheet's default

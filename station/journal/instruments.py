@@ -51,11 +51,11 @@ class InstrumentLog:
                                (key,)).fetchone()
         return row[0] if row else None
 
-    def last_for(self, name: str) -> tuple[int, int] | None:
-        """(record, seq) of the newest result from any instrument named name."""
-        row = self._db.execute("SELECT record, seq FROM instrument_records WHERE instrument LIKE ? ESCAPE '\\'"
-                               " ORDER BY seq DESC LIMIT 1", (_like(name) + "|%",)).fetchone()
-        return (row[0], row[1]) if row else None
+    def last_for(self, name: str) -> tuple[int, int, str | None] | None:
+        """(record, seq, serial) of the newest result from any unit configured as name."""
+        row = self._db.execute("SELECT record, seq, instrument FROM instrument_records WHERE instrument LIKE ?"
+                               " ESCAPE '\\' ORDER BY seq DESC LIMIT 1", (_like(name) + "|%",)).fetchone()
+        return (row[0], row[1], row[2].split("|", 1)[1] or None) if row else None
 
     def add_fault(self, name: str, kind: str, message: str, raw: bytes) -> None:
         try:
