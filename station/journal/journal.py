@@ -104,15 +104,12 @@ class Journal:
         sample_id: str | None,
         image_path: str | Path | None,
         priority: bool | None = None,
-        also: Callable[[sqlite3.Connection, int], None] | None = None,
     ) -> Entry:
         """Journal one result; durable on disk when this returns.
 
         make_message(seq, prev) builds and signs the message inside the write transaction, so no
         other writer can take the same seq. If it raises, nothing is written. priority (default:
         verdict is positive) puts the entry in unacked_positives(), which the publisher drains first.
-        also(db, seq) writes companion rows in the same transaction (an instrument record's duplicate key);
-        if it raises, nothing is written.
         """
         if verdict not in RESULT_VERDICTS:
             raise JournalError(f"{self.path}: verdict {verdict!r} is not journaled (only "
@@ -133,8 +130,6 @@ class Journal:
                 " created_monotonic, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (seq, rid, message, h, prev, verdict, sample_id, image, mono, int(prio)),
             )
-            if also is not None:
-                also(self._db, seq)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()

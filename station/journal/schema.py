@@ -4,6 +4,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from station.errors import JournalError
+
 APPLICATION_ID = 0x4E474A31  # "NGJ1": tells a journal apart from any other SQLite file
 SCHEMA_VERSION = 2  # 2: verdict 'suspect'; instrument_records and reader_faults tables
 
@@ -84,25 +86,30 @@ def upgrade(db: sqlite3.Connection, path: object) -> None:
     if version == 1:
         db.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in SCHEMA.split(";"):
-                if "instrument_records" in stmt or "reader_faults" in stmt:
-                    db.execute(stmt)
-            cookie = db.execute("PRAGMA schema_version").fetchone()[0]
-            db.execute("PRAGMA writable_schema=ON")
-            db.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'results'",
-                       (_CHECK_V1, _CHECK_V2))
-            db.execute(f"PRAGMA schema_version={cookie + 1}")
-            db.execute("PRAGMA writable_schema=OFF")
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # Read again under the write lock: another connection on the file may have upgraded it meanwhile.
+            if db.execute("PRAGMA user_version").fetchone()[0] == 1:
+                _widen_v1(db)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        version = SCHEMA_VERSION
+        version = db.execute("PRAGMA user_version").fetchone()[0]
     if version != SCHEMA_VERSION:
-        from station.errors import JournalError
-
         raise JournalError(f"{path}: journal schema version {version}, this firmware reads {SCHEMA_VERSION}")
+
+
+def _widen_v1(db: sqlite3.Connection) -> None:
+    for stmt in SCHEMA.split(";"):
+        if "instrument_records" in stmt or "reader_faults" in stmt:
+            db.execute(stmt)
+    cookie = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema=ON")
+    db.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'results'",
+               (_CHECK_V1, _CHECK_V2))
+    db.execute(f"PRAGMA schema_version={cookie + 1}")
+    db.execute("PRAGMA writable_schema=OFF")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 # The SELECT list every Entry is read with; entry_from_row unpacks it in this order.
