@@ -341,3 +341,35 @@ def test_reader_tables_are_strict(tmp_path, table, words):
                                   camera="none", folder="x", pin_factory="mock", wait="false")
     with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
         parse_config(text + "\n[[readers]]\n" + table + "\n", path="s.toml", home=tmp_path)
+
+
+def test_twin_replays_a_capture_through_a_real_pty_into_the_reader_thread(tmp_path):
+    """A capture (here synthetic: power-up noise, a header, reports split at odd places) replayed in 7-byte
+    pieces through the pty; the real SerialReader thread must hear exactly the reports in it."""
+    import queue
+
+    from drivers.reader import dialects
+    from drivers.reader.dialects import enzyme_print
+    from drivers.reader.reader import SerialReader
+
+    dev = enzyme_print.Device(first=40)
+    capture = tmp_path / "enzyme-powerup.bin"
+    capture.write_bytes(b"\x00" * 64 + b"\xfe\xff\r\n" + dev.hello() + dev.make(res="阳性", pct=71.0) +
+                        b"\r\n" + dev.make(colon="：", when="2026-12-01 12:00:00") + dev.print_again())
+    twin = Twin("enzyme-print", tmp_path / "by-id" / "usb-enzyme", power_on=False)
+    heard: queue.Queue = queue.Queue()
+    reader = SerialReader("e", dialects.get("enzyme-print"), str(twin.link), 9600, heard.put, lambda serial: None)
+    reader.start()
+    try:
+        assert heard.get(timeout=5).connected
+        twin.replay(capture, chunk=7)
+        got = []
+        while len(got) < 3:
+            item = heard.get(timeout=5)
+            if type(item).__name__ == "Reading":
+                got.append((item.record, item.verdict, item.stamp))
+    finally:
+        reader.close()
+        twin.close()
+    assert got == [(40, "positive", "2026-12-01 10:31:05"), (41, "negative", "2026-12-01 12:00:00"),
+                   (41, "negative", "2026-12-01 12:00:00")]  # the reprint is heard; the journal stores it once
