@@ -219,7 +219,7 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
                           f"{', '.join(sorted(catalog))}", _line_of(text, "assay", "strip_type"))
     from station.readers import parse_readers
 
-    readers = parse_readers(path, data.get("readers"), lambda table, key: _line_of(text, table, key))
+    readers = parse_readers(path, data.get("readers"), text)
     home = home if home is not None else Path(path).resolve().parent
     return StationConfig(home=home, source=Path(path), strip_types=catalog, readers=readers, **parts)
 

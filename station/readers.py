@@ -23,17 +23,33 @@ class ReaderConfig:
     items: dict[str, str] = field(default_factory=dict)  # item code → analyte; unknown codes kept as sent
 
 
-def parse_readers(path: str, raw: Any, line_of) -> tuple[ReaderConfig, ...]:
-    """raw is data.get("readers"); line_of(table, key) finds a line for the error."""
+def _nth_line(text: str, index: int, key: str) -> int | None:
+    """The line of key in the index-th [[readers]] table (or of its header), for the error message."""
+    lines = text.splitlines()
+    headers = [i for i, ln in enumerate(lines) if re.match(r"^\s*\[\[\s*readers\s*\]\]", ln)]
+    if index >= len(headers):
+        return None
+    start = headers[index]
+    end = next((i for i, ln in enumerate(lines) if i > start and re.match(r"^\s*\[", ln)), len(lines))
+    pat = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    return next((i + 1 for i in range(start, end) if pat.match(lines[i])), start + 1)
+
+
+def parse_readers(path: str, raw: Any, text: str) -> tuple[ReaderConfig, ...]:
+    """raw is data.get("readers"); text is the file, so that each error names its line."""
     from drivers.reader import dialects
 
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise ConfigError(path, "readers", "must be an array of tables: [[readers]]", line_of(None, "readers"))
+        raise ConfigError(path, "readers", "must be an array of tables: [[readers]]")
     out: list[ReaderConfig] = []
     for i, t in enumerate(raw):
         where = f"readers[{i}]"
+
+        def line_of(_table: str, key: str, i: int = i) -> int | None:
+            return _nth_line(text, i, key)
+
         if not isinstance(t, dict):
             raise ConfigError(path, where, "must be a table")
         for key in t:

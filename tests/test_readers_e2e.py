@@ -373,3 +373,17 @@ def test_twin_replays_a_capture_through_a_real_pty_into_the_reader_thread(tmp_pa
         twin.close()
     assert got == [(40, "positive", "2026-12-01 10:31:05"), (41, "negative", "2026-12-01 12:00:00"),
                    (41, "negative", "2026-12-01 12:00:00")]  # the reprint is heard; the journal stores it once
+
+
+def test_an_error_in_the_second_reader_table_names_its_own_line(tmp_path):
+    from station.config import parse_config
+    from station.errors import ConfigError
+    from station.home import CONFIG_TEMPLATE
+
+    text = CONFIG_TEMPLATE.format(station="st-1", grid="a/b/c", broker="", ca_file="", cert_file="", key_file="",
+                                  camera="none", folder="x", pin_factory="mock", wait="false")
+    text += '\n[[readers]]\nname = "a"\ndialect = "gold-csv"\nport = "/x"\n\n[[readers]]\nname = "b"\n' \
+            'port = "/y"\ndialect = "goldy"\n'
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, path="s.toml", home=tmp_path)
+    assert err.value.line == len(text.splitlines()) and err.value.key == "readers[1].dialect"
