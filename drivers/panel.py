@@ -17,6 +17,7 @@ INDICATIONS: dict[str, tuple[tuple[str, str, str], int]] = {
     "negative": (("on", "off", "off"), 1),
     "positive": (("off", "off", "on"), 3),
     "invalid": (("off", "on", "on"), 2),
+    "suspect": (("off", "on", "blink"), 2),  # an instrument's 可疑: re-test needed
     "retake": (("off", "blink", "off"), 2),
     "refused": (("off", "off", "blink"), 4),  # disk full or a device fault: samples are not accepted
 }

@@ -9,6 +9,7 @@ from drivers.errors import Unsupported
 # Each factory takes the role's config section first, then the role's own arguments:
 #   camera(cfg: CameraConfig, resolve: Callable[[str], Path]) -> Camera
 #   panel(cfg: GpioConfig, on_press: Callable[[], None]) -> Panel
+#   reader(cfg: ReaderConfig, post: Callable[[Heard | Link], None], last_record: Callable) -> SerialReader
 # Imports stay inside the factories so that naming a driver never loads cv2 or gpiozero for another one.
 
 
@@ -36,13 +37,40 @@ def _fake_panel(cfg: Any, on_press: Callable[[], None]) -> Any:
     return Panel(cfg, on_press, pins="mock")  # MockFactory even where $GPIOZERO_PIN_FACTORY names real pins
 
 
+def _reader(dialect: str) -> Callable[..., Any]:
+    def make(cfg: Any, post: Callable, last_record: Callable) -> Any:
+        from drivers.reader import dialects
+        from drivers.reader.reader import SerialReader
+
+        return SerialReader(cfg.name, dialects.get(dialect), cfg.port, cfg.baud, post, last_record)
+
+    return make
+
+
+def _fake_reader(cfg: Any, post: Callable, last_record: Callable) -> Any:
+    """cfg.dialect's pty twin at cfg.port with the real reader thread on it (tests, the demo, a bench)."""
+    from drivers.reader.fake import TwinReader
+
+    return TwinReader(cfg, post, last_record)
+
+
+def _reader_names() -> tuple[str, ...]:
+    from drivers.reader.dialects import names as dialect_names  # no pyserial import: only module names
+
+    return dialect_names()
+
+
 # Order is the order errors list the names in. `fake` is every role's simulation, asked for by name; for the
 # camera it is the photograph-folder twin, which can also fail on request (FolderCamera.fail_next).
 # Later: third-party drivers (e.g. reader dialects) would be added here from an entry-point group, the way
 # gpiozero finds pin factories; not needed while every driver ships in this package.
 _ROLES: dict[str, dict[str, Callable[..., Any]]] = {
-    "camera": {"folder": _folder, "v4l2": _v4l2, "fake": _folder},
+    # "none": a station with serial instruments only (`station init --no-camera`); presses are refused.
+    "camera": {"folder": _folder, "v4l2": _v4l2, "fake": _folder, "none": lambda cfg, resolve: None},
     "panel": {"gpiozero": _gpiozero_panel, "fake": _fake_panel},
+    # One driver per dialect; the pty twin (drivers/reader/fake.py) is a device, not a driver: the station
+    # opens its link path exactly as it opens a real /dev/serial/by-id port.
+    "reader": {**{name: _reader(name) for name in _reader_names()}, "fake": _fake_reader},
 }
 
 

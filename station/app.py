@@ -14,7 +14,7 @@ from station.config import StationConfig
 from station.decide.calibration import calibrated_catalog
 from station.decide.qc import lot_blocked
 from station.errors import JournalDamagedError, JournalError, StationError, StorageError
-from station.events import Event, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
+from station.events import Event, Instrument, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
 from station.host import clock, sdnotify
 from station.journal import Journal, JournalStats
@@ -47,6 +47,7 @@ class Daemon:
         self.publisher = None
         self.control = None
         self.workflow: Workflow | None = None
+        self.instruments = None  # station.instruments.Instruments when [[readers]] are configured
         self._last_status = 0.0
         self._refused: str | None = None  # the refusal last shown, so a change is logged and lit once
 
@@ -78,6 +79,11 @@ class Daemon:
                                                               self.workflow.strip_type(job.strip_type_name)),
             refusal=self._refusal, on_done=self._publish_status,
         )
+        if self.cfg.readers:
+            from station.instruments import Instruments
+
+            self.instruments = Instruments(self.cfg, self.home.journal, recorder, self.post, self._show_instrument)
+            self.instruments.start()
         if self.cfg.broker.url:
             self.publisher = self._make_publisher()
             self.publisher.start()
@@ -114,6 +120,8 @@ class Daemon:
             self.control.close()
         if self.publisher:
             self.publisher.stop(timeout=5)
+        if self.instruments:
+            self.instruments.close()
         if self.panel:
             self.panel.close()
         if self.camera:
@@ -165,6 +173,10 @@ class Daemon:
                     self._publish_status()
             case StatusRequest():
                 ev.reply(self.status())
+            case Instrument():
+                self.instruments.handle(ev)
+                if self.events.empty():
+                    self.instruments.flush()  # a burst is committed as one transaction, a lone reading at once
 
     def _tick(self) -> None:
         sdnotify.notify("WATCHDOG=1")
@@ -175,6 +187,8 @@ class Daemon:
             self._save_boot_counter()
         if self.disk.level == "ok":
             self.reserve.restore(self.disk.free_bytes)
+        if self.instruments:
+            self.instruments.flush()
         if now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
             if self.disk.level != "ok":
@@ -191,6 +205,11 @@ class Daemon:
             self.workflow.refresh_panel()
             self._publish_status()
 
+    def _show_instrument(self, verdict: str) -> None:
+        """An instrument result lights the panel only while no camera sample is being served."""
+        if self.panel and self.state == StationState.IDLE and self.panel.state != verdict:
+            self.panel.show(verdict)
+
     def _refusal(self) -> str | None:
         """Why no new sample may be taken now, in the words the operator and the log get; None if it may."""
         if self.journal is None:
@@ -199,6 +218,8 @@ class Daemon:
         if not self.boot_saved:
             return (f"disk {self.disk.used_pct:.1f}% full: the boot counter cannot be saved, so new samples are "
                     "refused until space is freed; no result has been lost")
+        if self.camera is None:
+            return "this station has no camera ([camera] driver = \"none\"): results come from its instruments"
         if self.disk.level != "full":
             return self._lot_refusal(None)
         return (f"disk {self.disk.used_pct:.1f}% full (limit {self.cfg.storage.refuse_pct}%): "
@@ -275,6 +296,7 @@ class Daemon:
             "broker_error": self.publisher.state.last_error if self.publisher else "",
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
             "refusing": self._refusal(), "disk_reserve": self.reserve.held,
+            "instruments": self.instruments.status() if self.instruments else [],
         }
 
     def _publish_status(self) -> None:

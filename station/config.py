@@ -135,6 +135,7 @@ class StationConfig:
     assay: AssayConfig
     storage: StorageConfig
     strip_types: dict = field(default_factory=dict)
+    readers: tuple = ()  # station.readers.ReaderConfig, one per [[readers]] table
 
     def resolve(self, path: str) -> Path:
         """Config paths are relative to the station home."""
@@ -222,8 +223,9 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(path, "", f"not valid TOML: {exc}", int(m.group(1)) if m else None) from None
     for key in data:
-        if key not in _TABLES and key != "strip_types":
-            raise ConfigError(path, _clip(key), f"unknown table; allowed: {', '.join([*_TABLES, 'strip_types'])}",
+        if key not in _TABLES and key not in ("strip_types", "readers"):
+            allowed = ", ".join([*_TABLES, "strip_types", "readers"])
+            raise ConfigError(path, _clip(key), f"unknown table; allowed: {allowed}",
                               _line_of(text, None, key) or _line_of(text, key, ""))
     absent = [name for name in _TABLES if name not in data]
     if absent:
@@ -249,8 +251,11 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
     if parts["assay"].strip_type not in catalog:
         raise ConfigError(path, "assay.strip_type", f"{_show(parts['assay'].strip_type)} not in the catalog; known: "
                           f"{', '.join(sorted(catalog))}", _line_of(text, "assay", "strip_type"))
+    from station.readers import parse_readers
+
+    readers = parse_readers(path, data.get("readers"), text)
     home = home if home is not None else Path(path).resolve().parent
-    return StationConfig(home=home, source=Path(path), strip_types=catalog, **parts)
+    return StationConfig(home=home, source=Path(path), strip_types=catalog, readers=readers, **parts)
 
 
 def load_config(home: Path) -> StationConfig:

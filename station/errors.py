@@ -136,3 +136,7 @@ class BrokerNotInstalled(BrokerError, FileNotFoundError):
 
 class DaemonRefused(StationError, RuntimeError):
     """`station run` exited instead of serving (a damaged journal, a bad config …); carries its last line."""
+
+
+class DuplicateRecord(StationError, ValueError):
+    """An instrument record already stored (a replay, "print again", a repeated poll): ignored, never twice."""

@@ -53,8 +53,16 @@ class StatusRequest:
 
 
 @dataclass(frozen=True)
+class Instrument:
+    """A serial reader thread heard something from instrument `name` (a Reading, Fault, Identity, Link …)."""
+
+    name: str
+    heard: Any  # drivers.reader.base.Heard | Link
+
+
+@dataclass(frozen=True)
 class Stop:
     """SIGTERM/SIGINT: stop between events, never inside one."""
 
 
-Event = Press | Scored | PublisherNote | StatusRequest | Stop
+Event = Press | Scored | PublisherNote | StatusRequest | Instrument | Stop

@@ -82,6 +82,7 @@ trust_key = "trust/town.jwk"    # town public key (JWK); acks and commands signe
 
 [camera]
 driver = {camera}         # v4l2 (USB camera) | folder or fake (simulated: photographs in name order, cycling)
+                          # | none (serial instruments only: presses are refused)
 folder = {folder}
 device = "/dev/video0"
 width = 1640
@@ -141,8 +142,35 @@ def render_config(*, station: str, grid: str, broker: str = "", ca_file: str = "
     return CONFIG_TEMPLATE.format(**q, wait="true" if wait else "false")
 
 
+READER_TABLE = """
+[[readers]]
+name = {name}
+dialect = {dialect}       # {dialects}
+port = {port}
+baud = {baud}
+# strip_type = ""           # the record's strip.type (default: the dialect and item code)
+# analyte = ""              # when the instrument names no item (enzyme-print)
+items = {{ IMI = "imidacloprid", CBZ = "carbendazim", CBF = "carbofuran", PCM = "procymidone" }}  # code = analyte
+"""
+
+
+def reader_tables(readers: list[tuple[str, str, int | None]]) -> str:
+    """`--reader DIALECT:PORT[@BAUD]` → one [[readers]] table each, named dialect-1, dialect-2 …"""
+    from drivers.reader import dialects
+
+    out, seen = [], {}
+    for dialect, port, baud in readers:
+        seen[dialect] = seen.get(dialect, 0) + 1
+        default = dialects.get(dialect).baud if dialect in dialects.names() else 9600
+        out.append(READER_TABLE.format(name=toml_string(f"{dialect}-{seen[dialect]}"),
+                                       dialect=toml_string(dialect), port=toml_string(port),
+                                       baud=baud or default, dialects=" | ".join(dialects.names())))
+    return "".join(out)
+
+
 def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_images: str | None = None,
-              ca_file: str = "", cert_file: str = "", key_file: str = "", town_key: str | None = None) -> Path:
+              ca_file: str = "", cert_file: str = "", key_file: str = "", town_key: str | None = None,
+              readers: list[tuple[str, str, int | None]] = (), camera: bool = True) -> Path:
     """Check every input first, then build the home in a staging folder and rename it into place.
 
     A mistyped path or a refused write leaves nothing behind, so re-running init with the fix just works.
@@ -156,14 +184,16 @@ def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_imag
         raise StationError(f"station init: cannot look into {home.root}: {exc.strerror or exc}") from None
     text = render_config(
         station=station, grid=grid, broker=broker, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
-        camera="folder" if sim_images else "v4l2",
+        camera="none" if not camera else "folder" if sim_images else "v4l2",
         folder=str(Path(sim_images).absolute()) if sim_images else "sim-images",
         pin_factory="mock" if sim_images else "lgpio", wait=not sim_images,
-    )
+    ) + reader_tables(list(readers))
     try:
         parse_config(text, path=str(home.config), home=home.root)
     except ConfigError as exc:
         raise StationError(f"station init: {exc.key.removeprefix('station.')}: {exc.problem}") from None
+    if not camera and not readers:
+        raise StationError("station init: --no-camera needs at least one --reader DIALECT:PORT")
     if sim_images and not Path(sim_images).is_dir():
         raise StationError(f"--sim-images {sim_images}: not a folder of photographs")
     if broker:

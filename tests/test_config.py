@@ -94,7 +94,7 @@ def test_a_driver_name_the_registry_does_not_know_is_refused_with_its_line(tmp_p
     line = text.splitlines().index(next(x for x in text.splitlines() if x.startswith('driver = "picamera2"'))) + 1
     with pytest.raises(ConfigError) as err:
         parse_config(text, path="s.toml", home=tmp_path)
-    assert str(err.value) == f"s.toml:{line}: camera.driver: 'picamera2' not allowed; one of folder, v4l2, fake"
+    assert str(err.value) == f"s.toml:{line}: camera.driver: 'picamera2' not allowed; one of folder, v4l2, fake, none"
     assert parse_config(GOOD.replace('driver = "folder"', 'driver = "fake"', 1), path="s.toml",
                         home=tmp_path).camera.driver == "fake"
 

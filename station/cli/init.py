@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from station.cli.common import add_home, home_of
+from station.errors import StationError
 from station.home import init_home
 
 
@@ -19,14 +20,24 @@ def add_parser(sub) -> None:
     p.add_argument("--town-key", help="town public key (JWK) to trust for acks and commands")
     p.add_argument("--sim-images", metavar="DIR", help="simulate the camera with this folder of photographs "
                    "and the button with the control socket and gpiozero's MockFactory")
+    p.add_argument("--reader", action="append", default=[], metavar="DIALECT:PORT[@BAUD]",
+                   help="a serial instrument (repeatable), e.g. gold-csv:/dev/serial/by-id/usb-…; dialects: "
+                   "gold-csv, enzyme-print, frame-crc8 (see `station readers --probe`)")
+    p.add_argument("--no-camera", action="store_true", help="a station with serial instruments only")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from station.readers import parse_reader_arg
+
     home = home_of(args)
+    try:
+        readers = [parse_reader_arg(r) for r in args.reader]
+    except StationError as exc:
+        raise StationError(f"station init: {exc}") from None
     path = init_home(home, station=args.station, grid=args.grid, broker=args.broker, sim_images=args.sim_images,
                      ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
-                     town_key=args.town_key)
+                     town_key=args.town_key, readers=readers, camera=not args.no_camera)
     print(f"station home ready: {path}")
     print(f"next: station pubkey --home {home.root}   (give this key to the town)")
     print(f"      station run --home {home.root}")

@@ -20,5 +20,20 @@ def run(args: argparse.Namespace) -> int:
         print_json(reply)
     else:
         for k, v in reply.items():
-            print(f"{k:>13}: {v}")
+            if k != "instruments":
+                print(f"{k:>13}: {v}")
+        for inst in reply.get("instruments") or []:
+            print(instrument_line(inst))
     return 0 if reply.get("ok") else 1
+
+
+def instrument_line(i: dict) -> str:
+    """One instrument in a few words an operator can act on."""
+    link = f"connected since {i['since']}" if i["connected"] else f"NOT connected ({i['detail']})"
+    ident = i["identity"] or {}
+    who = f"{ident.get('model')} serial {ident.get('serial')}" if ident else "identity unknown"
+    last = f"last record {i['last_record']['record']} (seq {i['last_record']['seq']})" if i["last_record"] else \
+        "no record yet"
+    return (f"   instrument: {i['name']} [{i['dialect']}] {i['port']}: {link}; {who}; {last}; "
+            f"{i['records']} records, {i['corrupt']} corrupt, {i['incomplete']} incomplete, "
+            f"{i['duplicates']} duplicates ignored, {i['garbage_bytes']} noise bytes")

@@ -21,12 +21,12 @@ from station.journal.damage import damage_or_error, set_aside
 from station.journal.schema import (
     APPLICATION_ID,
     COLUMNS,
-    SCHEMA_VERSION,
     Entry,
     JournalStats,
     Pending,
     create_tables,
     entry_from_row,
+    upgrade,
 )
 from station.protocol.result import GENESIS_PREV, RESULT_VERDICTS
 from station.protocol.wire import message_hash
@@ -70,10 +70,7 @@ class Journal(CheckpointsMixin):
             if not existed:
                 create_tables(self._db)
                 fsync_dir(self.path.parent)
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
-                raise JournalError(f"{self.path}: journal schema version {version}, this firmware reads "
-                                   f"{SCHEMA_VERSION}")
+            upgrade(self._db, self.path)  # a version-1 journal gains 'suspect' and the instrument tables
         except sqlite3.Error as exc:
             raise damage_or_error(self.path, exc, "cannot open journal") from None
         if check:

@@ -73,6 +73,7 @@ def run_demo(work: Path, presses: int | None = None) -> int:
     presses = presses or photos
     broker = start_broker(work)
     procs: list[subprocess.Popen] = []
+    twins = demo_instruments(work / "by-id")
     try:
         town_key, town_db = town_dir / "town.key", town_dir / "town.sqlite"
         town_jwk = json.loads(station_cmd("town", "pubkey", "--key", str(town_key)).stdout)
@@ -81,6 +82,8 @@ def run_demo(work: Path, presses: int | None = None) -> int:
                 str(work / "photos"), "--town-key", str(work / "town.jwk")]
         if broker:
             init += ["--broker", broker.url]
+        for twin in twins:
+            init += ["--reader", f"{twin.dialect}:{twin.link}"]
         station_cmd(*init)
         say(f"station home {home} (simulated camera: {photos} bundled photographs; MockFactory GPIO)")
         station_jwk = json.loads(station_cmd("pubkey", "--home", str(home)).stdout)
@@ -102,6 +105,7 @@ def run_demo(work: Path, presses: int | None = None) -> int:
             say(f"press {i + 1}: {shown or reply.get('error')}")
         if not local:
             raise StationError("no press produced a result")
+        local += instrument_results(home, twins)
         if not broker:
             say("offline: results are journaled locally; `station results` lists them as queued")
             print(station_cmd("results", "--home", str(home)).stdout)
@@ -117,6 +121,8 @@ def run_demo(work: Path, presses: int | None = None) -> int:
     finally:
         for p in procs:
             stop_process(p)
+        for twin in twins:
+            twin.close()
         if broker:
             broker.stop()
 
@@ -137,10 +143,38 @@ def show_town_outputs(town_db: Path, town_dir: Path) -> None:
         "  (run the demo with --keep DIR to keep them)")
 
 
+def demo_instruments(by_id: Path) -> list:
+    """Pty twins of a gold-csv reader and an enzyme-print tester, behind by-id style links."""
+    from drivers.reader.fake import Twin
+
+    return [Twin("gold-csv", by_id / "usb-demo_GR-12_GR0001-if00", serial="GR0001"),
+            Twin("enzyme-print", by_id / "usb-demo_enzyme_tester-if00")]
+
+
+def instrument_results(home: Path, twins: list) -> list[dict]:
+    """Each instrument makes one test; its result is journaled and published like the camera's."""
+    gold, enzyme = twins
+    wait_for(lambda: all(i["connected"] for i in _status(home)["instruments"]), 15, "the instruments to connect")
+    gold.make(ch=2, item="IMI", sample="S-20261201-07", t=48213, c=60114, res="N")
+    enzyme.make(name="青菜", sample="S-20261201-08", pct=62.5, res="阳性")
+    done = wait_for(lambda: (lambda st: st if all(i["records"] for i in st) else None)(_status(home)["instruments"]),
+                    15, "the instruments' records to be journaled")
+    out = []
+    for i in done:
+        out.append({"id": f"{STATION}:{i['last_record']['seq']}", "seq": i["last_record"]["seq"]})
+        say(f"instrument {i['name']} ({i['dialect']}, {i['identity']['serial'] if i['identity'] else 'one-way'}): "
+            f"record {i['last_record']['record']} journaled as {out[-1]['id']}")
+    return out
+
+
+def _status(home: Path) -> dict:
+    return json.loads(station_cmd("status", "--home", str(home), "--json").stdout)
+
+
 def print_table(rows: list[dict], jwk: dict, expected: int) -> int:
     print()
     print("Results as the TOWN received and verified them:")
-    print(f"{'seq':>4}  {'id':<12} {'sample':<14} {'slot':>4}  {'verdict':<9} {'T/C':>6}  signature")
+    print(f"{'seq':>4}  {'id':<12} {'sample':<14} {'slot':>4}  {'verdict':<9} {'T/C':>6}  {'source':<14} signature")
     bad = 0
     for row in sorted(rows, key=lambda r: r["seq"]):
         payload, sig = verify_row(row["message"], jwk)
@@ -149,7 +183,7 @@ def print_table(rows: list[dict], jwk: dict, expected: int) -> int:
         tc = (p.get("reading") or {}).get("tc_ratio")
         print(f"{row['seq']:>4}  {row['id']:<12} {(p.get('sample') or {}).get('id', '?'):<14} "
               f"{(p.get('strip') or {}).get('slot', '?'):>4}  {p.get('verdict', '?'):<9} "
-              f"{'-' if tc is None else f'{tc:.3f}':>6}  {sig}")
+              f"{'-' if tc is None else f'{tc:.3f}':>6}  {(p.get('instrument') or {}).get('name', 'camera'):<14} {sig}")
     print(f"\n{len(rows)} results at the town, {expected} expected, {bad} failed verification; "
           "every one acknowledged back to the station.")
     return 0 if bad == 0 and len(rows) >= expected else 1

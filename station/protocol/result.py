@@ -16,11 +16,10 @@ RECORD_VERSION = 1
 GENESIS_PREV = "0" * 64
 RESULT_TYP = "nongan-result+json"
 # A retake is shown to the operator and never recorded: it is a request to photograph again, not a
-# finding about the sample. Only these verdicts are journaled and published.
-RESULT_VERDICTS = ("negative", "positive", "invalid")
+# finding about the sample. Only these verdicts are journaled and published. "suspect" comes only from an
+# instrument that says so (an enzyme tester's 可疑): re-test needed; never a default for a missing verdict.
+RESULT_VERDICTS = ("negative", "positive", "invalid", "suspect")
 SOURCES = ("camera", "serial")
-
-
 
 
 @cache
@@ -56,6 +55,7 @@ def build_result_payload(
     image_sha256: str | None,
     source: str,
     estimate: Mapping[str, Any] | None = None,
+    instrument: Mapping[str, Any] | None = None,
 ) -> dict:
     """A validated v1 record. Mappings are copied, so later changes by the caller do not leak in.
 
@@ -82,6 +82,8 @@ def build_result_payload(
     }
     if estimate is not None:
         payload["estimate"] = _plain(estimate)
+    if instrument is not None:  # optional: serial-instrument results only; towns that ignore it keep working
+        payload["instrument"] = _plain(instrument)
     validate_payload(payload)
     return payload
 
@@ -106,6 +108,8 @@ def validate_payload(payload: Any) -> None:
         raise RecordError("$.id", f"is {payload['id']!r}, expected {station_id}:{payload['seq']}")
     if (payload["seq"] == 1) != (payload["prev"] == GENESIS_PREV):
         raise RecordError("$.prev", "must be 64 zeros exactly when seq is 1")
+    if "instrument" in payload and payload["source"] != "serial":
+        raise RecordError("$.instrument", "only a serial-instrument result (source serial) carries it")
 
 
 def _json_safe(value: Any, where: str) -> None:
