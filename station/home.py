@@ -79,13 +79,19 @@ checkpoint_every = 50       # publish a signed checkpoint every N results
 trust_key = "trust/town.jwk"    # town public key (JWK); acks and commands signed by anything else are refused
 
 [camera]
-driver = "{camera}"         # v4l2 (USB camera) | folder or fake (simulated: photographs in name order, cycling)
+driver = "{camera}"         # picamera2 (CSI) | v4l2 (USB camera) | folder or fake (simulated photographs)
 folder = "{folder}"
 device = "/dev/video0"
 width = 1640
 height = 1232
 warmup_frames = 5
 jpeg_quality = 92
+# picamera2: exposure, gain, white balance and focus are locked; measure them once for the light box.
+exposure_us = 10000
+analogue_gain = 1.0
+red_gain = 1.6
+blue_gain = 1.9
+lens_position = 6.0         # dioptres: 1 / distance in metres to the tray
 
 [gpio]
 pin_factory = "{pin_factory}"   # mock (simulation) | lgpio (Raspberry Pi OS Bookworm); $GPIOZERO_PIN_FACTORY wins
@@ -117,12 +123,13 @@ refuse_pct = 95             # disk use at which new samples are refused (results
 
 
 def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_images: str | None = None,
-              ca_file: str = "", cert_file: str = "", key_file: str = "", town_key: str | None = None) -> Path:
+              ca_file: str = "", cert_file: str = "", key_file: str = "", town_key: str | None = None,
+              camera: str | None = None) -> Path:
     if home.config.exists():
         raise StationError(f"{home.config} already exists; refusing to overwrite a station home")
     text = CONFIG_TEMPLATE.format(
         station=station, grid=grid, broker=broker, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
-        camera="folder" if sim_images else "v4l2",
+        camera=camera or ("folder" if sim_images else "v4l2"),
         folder=str(Path(sim_images).absolute()) if sim_images else "sim-images",
         pin_factory="mock" if sim_images else "lgpio", wait="false" if sim_images else "true",
     )

@@ -38,7 +38,7 @@ def staged(tmp_path: Path) -> Path:
         (tmp_path / name).write_text(f"-----BEGIN {name}-----\n")
     done = _install(root, "--station", "st-0042", "--grid", "d01/t02/v03", "--broker", "mqtts://broker.town:8883",
                     "--ca-file", str(tmp_path / "ca.crt"), "--cert-file", str(tmp_path / "st.crt"),
-                    "--key-file", str(tmp_path / "st.key"), "--town-key", str(town), "--release-key", str(town))
+                    "--key-file", str(tmp_path / "st.key"), "--town-key", str(town), "--release-key", str(town), "--camera", "picamera2")
     assert done.returncode == 0, done.stderr
     return root
 
@@ -76,6 +76,7 @@ def test_signing_key_moved_out_of_the_home_and_config_points_at_tls(staged: Path
     cfg = load_config(home)
     assert cfg.station.path == "d01/t02/v03/st-0042"
     assert cfg.broker.url == "mqtts://broker.town:8883"
+    assert cfg.camera.driver == "picamera2"
     assert cfg.resolve(cfg.broker.ca_file) == home / "tls/ca.crt"
     assert (home / "trust/town.jwk").is_file()
     # The public key printed for the town is the one of the key now under /etc/nongan.
