@@ -57,6 +57,11 @@ class Daemon:
         self.camera = registry.open_device("camera", self.cfg.camera.driver, self.cfg.camera, self.cfg.resolve)
         # One panel driver today; gpio.pin_factory (or $GPIOZERO_PIN_FACTORY) chooses real pins or mock ones.
         self.panel = registry.open_device("panel", "gpiozero", self.cfg.gpio, lambda: self.post(Press("button")))
+        # READY (below) promises systemd and `station update` a working station: the journal was opened and
+        # checked in __init__, and here every device that can be asked must answer (a DeviceError stops the start).
+        for device in (self.camera, self.panel):
+            if hasattr(device, "probe"):
+                device.probe()
         recorder = Recorder(self.cfg, self.key, self.boot, self.journal, self.home.images, self.calibration_ids,
                             notify=lambda: self.publisher and self.publisher.notify())
         self.workflow = Workflow(

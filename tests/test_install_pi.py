@@ -38,7 +38,8 @@ def staged(tmp_path: Path) -> Path:
         (tmp_path / name).write_text(f"-----BEGIN {name}-----\n")
     done = _install(root, "--station", "st-0042", "--grid", "d01/t02/v03", "--broker", "mqtts://broker.town:8883",
                     "--ca-file", str(tmp_path / "ca.crt"), "--cert-file", str(tmp_path / "st.crt"),
-                    "--key-file", str(tmp_path / "st.key"), "--town-key", str(town), "--release-key", str(town), "--camera", "picamera2")
+                    "--key-file", str(tmp_path / "st.key"), "--town-key", str(town), "--release-key", str(town),
+                    "--camera", "picamera2")
     assert done.returncode == 0, done.stderr
     return root
 

@@ -86,6 +86,10 @@ class Picamera2Camera:
         _close_quietly(cam)
 
     # ---- capture ---------------------------------------------------------------------------------------------
+    def probe(self) -> None:
+        """A settled frame at start: proves the camera delivers and the locked controls take (before READY)."""
+        self.capture()
+
     def new_sample(self) -> None:
         pass  # a live camera always sees the tray as it is now
 
