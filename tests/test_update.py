@@ -198,3 +198,17 @@ def test_rollback_by_hand_and_lock(kit, wheel):
     with pytest.raises(UpdateError, match="already the running one"):
         _apply(kit, _build(kit, "0.1.0", wheel))
     assert os.readlink(kit["tmp"] / "opt" / "current") == "releases/0.1.0"
+
+
+def test_cli_refuses_a_bad_signature_in_one_line(kit, wheel):
+    archive = _build(kit, "0.2.0", wheel)
+    other = kit["tmp"] / "other.jwk"
+    key = signing.create_private_key(kit["tmp"] / "other.key")
+    other.write_text(json.dumps(signing.public_jwk(key.public_key(), "release/9")))
+    done = subprocess.run([sys.executable, "-m", "station", "update", str(archive), "--release-key", str(other),
+                           "--root", str(kit["tmp"] / "opt"), "--home", str(kit["home"].root)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("station update: error: ") and "not signed by the release key" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (kit["tmp"] / "opt" / "releases").exists()
