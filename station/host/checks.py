@@ -198,7 +198,12 @@ def certificate(name: str, path: Path, now: dt.datetime | None = None) -> list[C
 
 def signing_key(home_key: Path, credential: Path = Path("/etc/nongan/station.key")) -> list[Check]:
     for p in (credential, home_key):
-        if p.is_file():
+        try:
+            present = p.is_file()
+        except PermissionError:
+            return [Check(WARN, "signing key", f"{p.parent} is not readable by this user (root only, as it should)",
+                          "run with sudo to check the key")]
+        if present:
             mode = stat.S_IMODE(p.stat().st_mode)
             if mode & 0o077:
                 return [Check(FAIL, "signing key", f"{p} mode {mode:o}: readable by others", f"chmod 600 {p}")]
