@@ -212,3 +212,41 @@ def test_cli_refuses_a_bad_signature_in_one_line(kit, wheel):
     assert done.stderr.startswith("station update: error: ") and "not signed by the release key" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (kit["tmp"] / "opt" / "releases").exists()
+
+
+def test_update_refused_while_a_sample_incubates(kit):
+    import threading
+
+    from stationkit import eventually
+
+    from station.app import Daemon
+    from station.cli.update import busy_reason
+    from station.config import load_config
+    from station.control import request
+    from station.events import Stop
+
+    home = kit["home"]
+    home.config.write_text(home.config.read_text().replace("wait_incubation = false", "wait_incubation = true"))
+    held: dict = {}
+
+    def run() -> None:  # the journal's SQLite connection belongs to the thread that opens it: the loop's
+        held["daemon"] = daemon = Daemon(load_config(home.root), home)
+        daemon.start()
+        try:
+            daemon.serve()
+        finally:
+            daemon.stop()
+
+    loop = threading.Thread(target=run, daemon=True)
+    loop.start()
+    try:
+        eventually(lambda: home.control_socket.exists() and "daemon" in held, timeout=20, what="the daemon")
+        eventually(lambda: busy_reason(home) is None, timeout=10, what="idle: an update may go ahead")
+        assert request(home.control_socket, {"cmd": "press", "wait": False})["queued"]
+        eventually(lambda: held["daemon"].state == "working", timeout=10, what="the sample incubating")
+        reason = busy_reason(home)
+        assert reason and "the station is working" in reason
+    finally:
+        if "daemon" in held:
+            held["daemon"].post(Stop())
+        loop.join(timeout=15)
