@@ -25,6 +25,16 @@ def _v4l2(cfg: Any, resolve: Callable) -> Any:
     return V4L2Camera(cfg.device, cfg.width, cfg.height, cfg.warmup_frames, cfg.jpeg_quality)
 
 
+def _picamera2(cfg: Any, resolve: Callable) -> Any:
+    from drivers.camera.picamera2 import Locked, Picamera2Camera  # picamera2 itself is imported on open
+
+    locked = Locked(cfg.exposure_us, cfg.analogue_gain, cfg.red_gain, cfg.blue_gain, cfg.lens_position)
+    # CSI cameras are numbered by libcamera, not by /dev/video*: device "1" is the second one, anything else 0.
+    index = int(cfg.device) if cfg.device.isdigit() else 0
+    return Picamera2Camera(index, cfg.width, cfg.height, locked, warmup_frames=cfg.warmup_frames,
+                           jpeg_quality=cfg.jpeg_quality)
+
+
 def _gpiozero_panel(cfg: Any, on_press: Callable[[], None]) -> Any:
     from drivers.panel import Panel
 
@@ -66,7 +76,8 @@ def _reader_names() -> tuple[str, ...]:
 # gpiozero finds pin factories; not needed while every driver ships in this package.
 _ROLES: dict[str, dict[str, Callable[..., Any]]] = {
     # "none": a station with serial instruments only (`station init --no-camera`); presses are refused.
-    "camera": {"folder": _folder, "v4l2": _v4l2, "fake": _folder, "none": lambda cfg, resolve: None},
+    "camera": {"folder": _folder, "v4l2": _v4l2, "picamera2": _picamera2, "fake": _folder,
+               "none": lambda cfg, resolve: None},
     "panel": {"gpiozero": _gpiozero_panel, "fake": _fake_panel},
     # One driver per dialect; the pty twin (drivers/reader/fake.py) is a device, not a driver: the station
     # opens its link path exactly as it opens a real /dev/serial/by-id port.

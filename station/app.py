@@ -69,6 +69,11 @@ class Daemon:
         self.control.start()
         if self.journal is None and not diskwait.wait_for_journal(self):
             return False
+        # READY (below) promises systemd and `station update` a working station: the journal was opened and
+        # checked in __init__, and here every device that can be asked must answer (a DeviceError stops the start).
+        for device in (self.camera, self.panel):
+            if hasattr(device, "probe"):
+                device.probe()
         recorder = Recorder(self.cfg, self.key, self.boot, self.journal, self.home.images, self.calibrations,
                             notify=lambda: self.publisher and self.publisher.notify(), reserve=self.reserve)
         self.workflow = Workflow(

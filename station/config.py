@@ -84,6 +84,12 @@ class CameraConfig:
     height: int = field(default=1232, metadata=_bounds(240, 3496))
     warmup_frames: int = field(default=5, metadata=_bounds(0, 60))
     jpeg_quality: int = field(default=92, metadata=_bounds(75, 100))
+    # picamera2 only: fixed for the station's light box, so photographs compare (docs/pi.md, "Camera settings").
+    exposure_us: int = field(default=10000, metadata=_bounds(100, 1_000_000))
+    analogue_gain: float = field(default=1.0, metadata=_bounds(1.0, 16.0))
+    red_gain: float = field(default=1.6, metadata=_bounds(0.1, 8.0, doc="white balance: red colour gain"))
+    blue_gain: float = field(default=1.9, metadata=_bounds(0.1, 8.0, doc="white balance: blue colour gain"))
+    lens_position: float = field(default=6.0, metadata=_bounds(0.0, 15.0, doc="focus in dioptres (1/m)"))
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,18 @@ class JournalDamagedError(JournalError):
     """
 
 
+class ReleaseError(StationError, ValueError):
+    """A release archive is malformed, or its signature is missing or not made by the configured release key."""
+
+
+class UpdateError(StationError, RuntimeError):
+    """An update could not be installed or switched to, or failed its probation and was rolled back."""
+
+
+class UpdateRefused(UpdateError):
+    """An update may not start now: the station is at work or positives wait for the town's acknowledgement."""
+
+
 class ImageError(StationError, ValueError):
     """An image file cannot be read or decoded."""
 

@@ -81,7 +81,7 @@ checkpoint_every = 50       # publish a signed checkpoint every N results
 trust_key = "trust/town.jwk"    # town public key (JWK); acks and commands signed by anything else are refused
 
 [camera]
-driver = {camera}         # v4l2 (USB camera) | folder or fake (simulated: photographs in name order, cycling)
+driver = {camera}         # picamera2 (CSI) | v4l2 (USB camera) | folder or fake (simulated photographs)
                           # | none (serial instruments only: presses are refused)
 folder = {folder}
 device = "/dev/video0"
@@ -89,6 +89,12 @@ width = 1640
 height = 1232
 warmup_frames = 5
 jpeg_quality = 92
+# picamera2: exposure, gain, white balance and focus are locked; measure them once for the light box.
+exposure_us = 10000
+analogue_gain = 1.0
+red_gain = 1.6
+blue_gain = 1.9
+lens_position = 6.0         # dioptres: 1 / distance in metres to the tray
 
 [gpio]
 pin_factory = {pin_factory}   # mock (simulation) | lgpio (Raspberry Pi OS Bookworm); $GPIOZERO_PIN_FACTORY wins
@@ -170,7 +176,8 @@ def reader_tables(readers: list[tuple[str, str, int | None]]) -> str:
 
 def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_images: str | None = None,
               ca_file: str = "", cert_file: str = "", key_file: str = "", town_key: str | None = None,
-              readers: list[tuple[str, str, int | None]] = (), camera: bool = True) -> Path:
+              readers: list[tuple[str, str, int | None]] = (), camera: bool = True,
+              camera_driver: str | None = None) -> Path:
     """Check every input first, then build the home in a staging folder and rename it into place.
 
     A mistyped path or a refused write leaves nothing behind, so re-running init with the fix just works.
@@ -184,7 +191,7 @@ def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_imag
         raise StationError(f"station init: cannot look into {home.root}: {exc.strerror or exc}") from None
     text = render_config(
         station=station, grid=grid, broker=broker, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
-        camera="none" if not camera else "folder" if sim_images else "v4l2",
+        camera="none" if not camera else camera_driver or ("folder" if sim_images else "v4l2"),
         folder=str(Path(sim_images).absolute()) if sim_images else "sim-images",
         pin_factory="mock" if sim_images else "lgpio", wait=not sim_images,
     ) + reader_tables(list(readers))

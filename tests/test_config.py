@@ -90,11 +90,12 @@ def test_defaults_are_the_real_devices_and_only_init_sim_asks_for_the_simulation
 
 
 def test_a_driver_name_the_registry_does_not_know_is_refused_with_its_line(tmp_path):
-    text = GOOD.replace('driver = "folder"', 'driver = "picamera2"', 1)
-    line = text.splitlines().index(next(x for x in text.splitlines() if x.startswith('driver = "picamera2"'))) + 1
+    text = GOOD.replace('driver = "folder"', 'driver = "libcamera-usb"', 1)
+    line = text.splitlines().index(next(x for x in text.splitlines() if x.startswith('driver = "libcamera-usb"'))) + 1
     with pytest.raises(ConfigError) as err:
         parse_config(text, path="s.toml", home=tmp_path)
-    assert str(err.value) == f"s.toml:{line}: camera.driver: 'picamera2' not allowed; one of folder, v4l2, fake, none"
+    assert str(err.value) == (f"s.toml:{line}: camera.driver: 'libcamera-usb' not allowed; one of folder, v4l2, "
+                              "picamera2, fake, none")
     assert parse_config(GOOD.replace('driver = "folder"', 'driver = "fake"', 1), path="s.toml",
                         home=tmp_path).camera.driver == "fake"
 

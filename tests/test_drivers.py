@@ -133,14 +133,14 @@ def test_drivers_import_nothing_of_station():
 # ---- the registry: role + name → driver, `fake` for every role --------------------------------------------------
 
 def test_registry_names_every_role_and_a_fake_for_each():
-    assert registry.names("camera") == ("folder", "v4l2", "fake", "none")
+    assert registry.names("camera") == ("folder", "v4l2", "picamera2", "fake", "none")
     assert registry.names("reader") == ("gold-csv", "enzyme-print", "frame-crc8", "fake")
     assert registry.names("panel") == ("gpiozero", "fake")
     assert all("fake" in registry.names(role) for role in registry.roles())
 
 
 @pytest.mark.parametrize(("role", "name", "words"), [
-    ("camera", "usb", "camera: driver 'usb' unknown; one of folder, v4l2, fake, none"),
+    ("camera", "usb", "camera: driver 'usb' unknown; one of folder, v4l2, picamera2, fake, none"),
     ("panel", "hat", "panel: driver 'hat' unknown; one of gpiozero, fake"),
     ("printer", "fake", "driver registry: role 'printer' unknown; one of camera, panel, reader"),
 ])

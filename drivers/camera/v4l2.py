@@ -30,6 +30,12 @@ class V4L2Camera:
         self._warmup = max(warmup_frames, MIN_FRESH_READS)
         self._quality = jpeg_quality
 
+    def probe(self) -> None:
+        """One frame read at start: an opened device that delivers nothing is no camera (called before READY)."""
+        ok, _ = self._cap.read()
+        if not ok:
+            raise DeviceError(f"camera {self.device}", "opens but delivers no frames (another program using it?)")
+
     def new_sample(self) -> None:
         pass  # a live camera always sees the tray as it is now
 

@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--cert-file", default="", help="station client certificate (mqtts)")
     p.add_argument("--key-file", default="", help="station client certificate key (mqtts)")
     p.add_argument("--town-key", help="town public key (JWK) to trust for acks and commands")
+    p.add_argument("--camera", help="camera driver: picamera2 (CSI camera), v4l2 (USB; the default), folder")
     p.add_argument("--sim-images", metavar="DIR", help="simulate the camera with this folder of photographs "
                    "and the button with the control socket and gpiozero's MockFactory")
     p.add_argument("--reader", action="append", default=[], metavar="DIALECT:PORT[@BAUD]",
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise StationError(f"station init: {exc}") from None
     path = init_home(home, station=args.station, grid=args.grid, broker=args.broker, sim_images=args.sim_images,
                      ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
-                     town_key=args.town_key, readers=readers, camera=not args.no_camera)
+                     town_key=args.town_key, readers=readers, camera=not args.no_camera,
+                     camera_driver=args.camera)
     print(f"station home ready: {path}")
     print(f"next: station pubkey --home {home.root}   (give this key to the town)")
     print(f"      station run --home {home.root}")
