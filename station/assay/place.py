@@ -1,0 +1,70 @@
+# Where the membrane is and which way round the cassette lies: guided finder, whole-body search, and their cross-check.
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from station.assay import quality as q
+from station.assay.search import search_window, well_end_down
+from station.assay.window import Upright, Window, find_window, upright
+from station.striptypes import StripType
+
+# How far a learned geometry may be from what is seen: a moulding tolerance, not a different brand.
+LEARNED_TOL_Y = 0.025   # of the cassette length
+LEARNED_TOL_X = 0.07    # of the cassette width
+AGREE = 0.012           # guided and searched windows agreeing, fraction of the cassette length
+
+
+@dataclass
+class Placement:
+    up: Upright
+    angle: float
+    win: Window | None
+    searched: bool          # the window came from the whole-body search, not the strip type's place
+    code: str | None = None
+
+
+def _agree(a: Window, b: Window, up: Upright, tol: float) -> bool:
+    L = up.length
+    return max(abs(a.y0 - b.y0), abs(a.y1 - b.y1)) <= tol * L and \
+        max(abs(a.x0 - b.x0), abs(a.x1 - b.x1)) <= 3 * tol * L
+
+
+def _matches_learned(win: Window, up: Upright, st: StripType) -> bool:
+    m, w, L = up.margin, up.width, up.length
+    x0, y0, x1, y1 = st.window
+    return (max(abs(win.y0 - (m + y0 * L)), abs(win.y1 - (m + y1 * L))) <= LEARNED_TOL_Y * L
+            and max(abs(win.x0 - (m + x0 * w)), abs(win.x1 - (m + x1 * w))) <= LEARNED_TOL_X * w)
+
+
+def _turn(angle: float) -> float:
+    return angle + 180.0 if angle <= 0 else angle - 180.0
+
+
+def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: float, width: float, length: float,
+          st: StripType) -> Placement:
+    """The membrane window and the upright view (`up`, as posed) it was found in; a refusal code on disagreement."""
+    guided = find_window(up, st)
+    found = search_window(up)
+    if guided is not None and (found is None or _agree(guided, found, up, AGREE)):
+        # The strip type's window where it said: the reading this reader has always made.
+        return Placement(up, angle, guided, False)
+    if guided is None and found is None:
+        # Laid the wrong way round: the guided finder sees it turned (C and T must not be swapped).
+        turned = upright(bgr, center, angle + 180.0, width, length)
+        g2 = find_window(turned, st)
+        if g2 is not None:
+            return Placement(turned, _turn(angle), g2, False)
+        return Placement(up, angle, None, False)
+    if found is None:
+        return Placement(up, angle, guided, False)
+    # The search saw a window the strip type did not put there (or nothing where it did).
+    if not well_end_down(up, found):
+        turned = upright(bgr, center, angle + 180.0, width, length)
+        again = search_window(turned)
+        if again is not None:
+            up, angle, found = turned, _turn(angle), again
+    if st.geometry == "learned" and not _matches_learned(found, up, st):
+        return Placement(up, angle, found, True, q.GEOMETRY_MISMATCH)
+    return Placement(up, angle, found, True)
