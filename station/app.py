@@ -11,7 +11,7 @@ from collections.abc import Callable
 from station import photos
 from station.acquire import acquire
 from station.config import StationConfig
-from station.decide.calibration import calibrated_catalog
+from station.decide.catalog import daemon_catalog
 from station.errors import JournalDamagedError
 from station.events import Event, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
@@ -36,7 +36,8 @@ class Daemon:
         self.boot = clock.boot_counter(home.state)
         self.key = signing.load_private_key(signing_key_path(home, cfg.station.key_file))
         self.journal = _open_journal(home)
-        self.strip_types, self.calibration_ids = calibrated_catalog(cfg.strip_types, home.root)
+        # Learned strip types (calib learn) over the config's, then calibrations: what `station score --home` uses.
+        self.strip_types, self.calibration_ids = daemon_catalog(cfg.strip_types, home.root)
         self.disk = self._disk()
         self.camera = None
         self.panel = None

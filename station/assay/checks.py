@@ -15,7 +15,7 @@ UNEXPLAINED = 0.5       # ... and one this strong against C, where no line shoul
 SPACING_TOL = 0.06      # C-to-T distance, fraction of the window, beyond the strip type's
 
 
-def _net(prof: np.ndarray, st: StripType) -> tuple[np.ndarray, float]:
+def net_profile(prof: np.ndarray, st: StripType) -> tuple[np.ndarray, float]:
     n = len(prof)
     sm = _smooth(prof, max(0.7, 0.5 * st.line_sigma * n))
     net = sm - robust_baseline(sm, np.zeros(n, bool))
@@ -23,7 +23,7 @@ def _net(prof: np.ndarray, st: StripType) -> tuple[np.ndarray, float]:
     return net, noise
 
 
-def _peaks(net: np.ndarray, noise: float, st: StripType) -> list[tuple[float, float]]:
+def find_peaks(net: np.ndarray, noise: float, st: StripType) -> list[tuple[float, float]]:
     """(position, height) of the local maxima standing PEAK_SNR above the noise, strongest first."""
     n = len(net)
     sep = max(2, int(3 * st.line_sigma * n))
@@ -46,8 +46,8 @@ def adapt_lines(prof: np.ndarray, st: StripType) -> StripType:
     """
     if len(st.lines) != 2:
         return st
-    net, noise = _net(prof, st)
-    found = _peaks(net, noise, st)
+    net, noise = net_profile(prof, st)
+    found = find_peaks(net, noise, st)
     (t_name, t_nom), c_nom = st.test_lines[0], st.c_position
     gap = c_nom - t_nom
     if len(found) >= 2:
@@ -68,11 +68,11 @@ def adapt_lines(prof: np.ndarray, st: StripType) -> StripType:
 
 def line_check(prof: np.ndarray, readings: list[LineReading], st: StripType) -> bool:
     """True when the lines seen agree with the strip type: no strong line where none belongs, spacing as typed."""
-    net, noise = _net(prof, st)
+    net, noise = net_profile(prof, st)
     c = next(r for r in readings if r.name == "C")
     n = len(prof)
     c_height = float(net[min(n - 1, int(c.position * n))])
-    for pos, height in _peaks(net, noise, st):
+    for pos, height in find_peaks(net, noise, st):
         if all(abs(pos - r.position) > 3 * st.line_sigma for r in readings) and \
                 height > UNEXPLAINED * max(c_height, PEAK_SNR * noise):
             return False
