@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from station.assay import quality as q
-from station.assay.checks import net_profile, find_peaks
+from station.assay.checks import find_peaks, net_profile
 from station.assay.locate import find_blobs
 from station.assay.profile import absorbance_profile, membrane_crop
 from station.assay.search import search_window, well_end_down
