@@ -38,16 +38,20 @@ def find_peaks(net: np.ndarray, noise: float, st: StripType) -> list[tuple[float
     return out
 
 
-def adapt_lines(prof: np.ndarray, st: StripType) -> StripType:
+def adapt_lines(prof: np.ndarray, st: StripType) -> StripType | None:
     """The strip type with its lines moved to where this membrane shows them (two-line cards).
 
     C is the line farther from the sample well, T the other; a lone line is C past the middle and T
-    before it (then C is missing and the card is invalid, as it should be).
+    before it (then C is missing and the card is invalid, as it should be). None: lines where no
+    membrane reading can be trusted.
     """
     if len(st.lines) != 2:
         return st
     net, noise = net_profile(prof, st)
     found = find_peaks(net, noise, st)
+    # A line hard against the window's end means the window edge was misjudged: not a placement to read.
+    if any(p < 0.1 or p > 0.9 for p, _ in found[:2]):
+        return None
     (t_name, t_nom), c_nom = st.test_lines[0], st.c_position
     gap = c_nom - t_nom
     if len(found) >= 2:

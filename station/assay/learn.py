@@ -10,7 +10,7 @@ from station.assay import quality as q
 from station.assay.checks import find_peaks, net_profile
 from station.assay.locate import find_blobs
 from station.assay.profile import absorbance_profile, membrane_crop
-from station.assay.search import search_window, well_end_down
+from station.assay.search import search_window, window_says_well_down
 from station.assay.window import Upright, Window, refine_pose, upright
 from station.striptypes import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, StripType
 
@@ -84,7 +84,7 @@ def learn(bgr: np.ndarray, *, name: str, analyte: str, fmt: str = "competitive",
                              f"{MAX_LEARN_TILT:.0f} degrees of upright for a reference photograph")
     up = upright(bgr, center, angle, width, length)
     win = search_window(up)
-    if win is not None and not well_end_down(up, win):
+    if win is not None and not window_says_well_down(up, win):
         angle = angle + 180.0 if angle <= 0 else angle - 180.0
         up = upright(bgr, center, angle, width, length)
         win = search_window(up)

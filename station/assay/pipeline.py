@@ -62,10 +62,13 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
     prof = absorbance_profile(crop)
     # A nominal type on a window found by search: the lines are read where this membrane shows them.
     st_read = adapt_lines(prof, st) if placed.searched and st.geometry == "nominal" else st
+    if st_read is None:
+        st_read, placed.code = st, q.GEOMETRY_MISMATCH
     readings, base, noise = measure_lines(prof, st_read, luma_to_green(crop))
     if placed.code is None and not line_check(prof, readings, st_read):
         placed.code = q.GEOMETRY_MISMATCH
-    if placed.code:
+    # One reason is enough: glare or exposure, already a retake, also explains a doubtful placement.
+    if placed.code and not any(c in q.RETAKE_CODES for c in strip.quality):
         strip.quality.append(placed.code)
     strip.profile, strip.baseline, strip.noise = prof, base, noise
     ya = win.y0 + 0.015 * (win.y1 - win.y0)

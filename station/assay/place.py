@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from station.assay import quality as q
-from station.assay.search import search_window, well_end_down
+from station.assay.search import search_window, window_says_well_down
 from station.assay.window import Upright, Window, find_window, upright
 from station.striptypes import StripType
 
@@ -60,7 +60,8 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
     if found is None:
         return Placement(up, angle, guided, False)
     # The search saw a window the strip type did not put there (or nothing where it did).
-    if not well_end_down(up, found):
+    centre = (st.window[1] + st.window[3]) / 2 if st.geometry == "learned" else None
+    if not window_says_well_down(up, found, centre):
         turned = upright(bgr, center, angle + 180.0, width, length)
         again = search_window(turned)
         if again is not None:

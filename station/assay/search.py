@@ -83,6 +83,10 @@ def search_window(up: Upright) -> Window | None:
     e = cv2.erode(short, np.ones((k, 1), np.uint8)).max(axis=0)
     if float(e.max()) < 1.5:
         return None
+    # Where a dark line crosses a membrane lighter than the plastic the side step changes sign and
+    # vanishes for a few rows: bridged for the extent, which must not stop at a line.
+    bridge = max(5, int(0.02 * L)) | 1
+    runs = cv2.dilate(gx, np.ones((bridge, 3), np.uint8))
     cols = _peaks(e, max(1.5, 0.12 * float(e.max())), max(2, int(0.025 * w)), 16)
     body_bgr = np.median(patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0
     best: tuple[float, tuple[int, int, int, int]] | None = None
@@ -90,16 +94,31 @@ def search_window(up: Upright) -> Window | None:
         for b in cols[ia + 1:]:
             if not MIN_W * w <= b - a <= MAX_W * w:
                 continue
-            ok = (short[:, a] >= 0.5 * e[a]) & (short[:, b] >= 0.5 * e[b])
-            ya, yb = _longest_run(ok, max(2, int(0.01 * L)))
+            ok = (runs[:, a] >= 0.5 * e[a]) & (runs[:, b] >= 0.5 * e[b])
+            ya, yb = _longest_run(ok, 2)
+            ya, yb = ya + bridge // 2, yb - bridge // 2     # the bridging dilation lengthened the run
             if not MIN_H * L <= yb - ya <= MAX_H * L:
                 continue
-            inner = grey[ya + 2:yb - 1, a + 3:b - 1]
-            if inner.size == 0:
+            inset = max(2, int(0.15 * (b - a)))
+            inner = grey[ya:yb + 1, a + inset:b - inset]
+            if inner.size == 0 or b - a < 8:
                 continue
-            # Flat across every row: the membrane (lines run across it); a rim or a frame inside is not.
+            # Flat across every row: the membrane (lines run across it); a rim, a frame or print is not.
             lo, hi = np.percentile(inner, (4, 96), axis=1)
-            flat = float(np.median((hi - lo) / np.maximum(inner.mean(axis=1), 1.0)))
+            spread = (hi - lo) / max(float(np.median(inner)), 1.0)
+            # Side edges may run on past the membrane into print beside it; the rows that stay flat are it
+            # (in code values: a dark line row is as flat as any other).
+            level = inner.mean(axis=1)
+            # Lines only darken the membrane: a row clearly brighter than it is plastic beyond its end.
+            r0, r1 = _longest_run((spread < max(0.06, 3 * float(np.median(spread))))
+                                  & (level <= 1.05 * float(np.median(level)) + 2.0), 2)
+            ya, yb = ya + r0, ya + r1
+            if not MIN_H * L <= yb - ya <= MAX_H * L:
+                continue
+            # Across the full width (rim columns included) to tell the membrane from the recess around it.
+            full = grey[ya:yb + 1, a + 3:b - 1]
+            lo, hi = np.percentile(full, (4, 96), axis=1)
+            flat = float(np.median((hi - lo) / np.maximum(full.mean(axis=1), 1.0)))
             if flat > 0.10:
                 continue
             # Near-neutral against the body: a coloured sample pad is not a membrane.
@@ -107,7 +126,9 @@ def search_window(up: Upright) -> Window | None:
             rel = (tint + 1.0) / body_bgr
             if float(rel.max() / rel.min()) > 1.3 or float(inner.mean()) < 0.4 * float(np.median(grey)):
                 continue
-            score = (yb - ya) * (b - a) * min(float(e[a]), float(e[b])) / (1.0 + flat / 0.03)
+            # Flatness and neutrality weigh most: a sample pad's rim is often the stronger edge.
+            tinted = float(rel.max() / rel.min()) - 1.0
+            score = (yb - ya) * (b - a) * min(float(e[a]), float(e[b])) / (1.0 + flat / 0.01) / (1.0 + tinted / 0.03)
             if best is None or score > best[0]:
                 best = (score, (a, b, ya, yb))
     if best is None:
@@ -122,6 +143,20 @@ def search_window(up: Upright) -> Window | None:
     bottom = _refine(rows, yb, reach, -1)
     # Column j's step sits between pixels j and j+1 of the body crop.
     return Window(bx0 + a + 0.5, by0 + top, bx0 + b + 0.5, by0 + bottom, 0.0)
+
+
+def window_says_well_down(up: Upright, win: Window, learned_centre: float | None = None) -> bool:
+    """Which end is the well, from where the window sits along the body; the well's own look decides a tie.
+
+    A learned cassette's window centre is known; otherwise the window sits toward the far end, because
+    the sample well needs the room at the other.
+    """
+    cy = ((win.y0 + win.y1) / 2 - up.margin) / up.length
+    if learned_centre is not None and abs(learned_centre - 0.5) > 0.03:
+        return abs(cy - learned_centre) <= abs((1 - cy) - learned_centre)
+    if abs(cy - 0.5) > 0.06:
+        return cy < 0.5
+    return well_end_down(up, win)
 
 
 def well_end_down(up: Upright, win: Window) -> bool:
