@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from station.assay import quality as q
-from station.assay.search import search_window, window_says_well_down
-from station.assay.window import Upright, Window, find_window, upright
+from station.assay.search import confirm_window, search_window, window_says_well_down
+from station.assay.window import Upright, Window, expected_window, find_window, upright
 from station.striptypes import StripType
 
 # How far a learned geometry may be from what is seen: a moulding tolerance, not a different brand.
@@ -50,6 +50,15 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
     if guided is not None and (found is None or _agree(guided, found, up, AGREE)):
         # The strip type's window where it said: the reading this reader has always made.
         return Placement(up, angle, guided, False)
+    if st.geometry == "learned" and guided is not None and found is not None and _matches_learned(found, up, st):
+        # Both near the learned place but not quite agreeing: the learned place, its edges found locally.
+        return Placement(up, angle, guided, False)
+    if st.geometry == "learned" and (found is None or not _matches_learned(found, up, st)):
+        # The learned geometry guides: its window, if the evidence confirms it there (either way round).
+        for view, a in ((up, angle), (upright(bgr, center, angle + 180.0, width, length), _turn(angle))):
+            confirmed = confirm_window(view, expected_window(view, st))
+            if confirmed is not None:
+                return Placement(view, a, confirmed, True)
     if guided is None and found is None:
         # Laid the wrong way round: the guided finder sees it turned (C and T must not be swapped).
         turned = upright(bgr, center, angle + 180.0, width, length)

@@ -60,6 +60,65 @@ def _peak(g: np.ndarray, y: int, reach: int) -> float:
     return i + float(np.clip(off, -1, 1))
 
 
+def _evidence(up: Upright) -> tuple | None:
+    """Grey body crop, its column steps, lasting-step strength per column, and the bridged step map."""
+    m, w, L = up.margin, up.width, up.length
+    bx0, bx1 = int(m + 0.05 * w), int(m + 0.95 * w)
+    by0, by1 = int(m + 0.03 * L), int(m + 0.97 * L)
+    if bx1 - bx0 < 12 or by1 - by0 < 30:
+        return None
+    grey = cv2.cvtColor(up.patch[by0:by1, bx0:bx1], cv2.COLOR_BGR2GRAY).astype(np.float32)
+    sm = cv2.GaussianBlur(grey, (0, 0), 1.0)
+    gx = np.abs(np.diff(sm, axis=1))               # column j: the step between columns j and j+1
+    k = max(5, int(0.05 * L))
+    # An edge is evidence only where it lasts: the weakest step over k rows (bridging a line crossing it
+    # and a pixel of residual tilt), so letters and the well's curve, however contrasted, count for little.
+    short = cv2.dilate(gx, np.ones((5, 3), np.uint8))
+    e = cv2.erode(short, np.ones((k, 1), np.uint8)).max(axis=0)
+    # Where a dark line crosses a membrane lighter than the plastic the side step changes sign and
+    # vanishes for a few rows: bridged for the extent, which must not stop at a line.
+    bridge = max(5, int(0.02 * L)) | 1
+    runs = cv2.dilate(gx, np.ones((bridge, 3), np.uint8))
+    return grey, gx, e, runs, bridge, bx0, by0
+
+
+def confirm_window(up: Upright, near: Window) -> Window | None:
+    """The window where a learned geometry puts it, if the evidence is there: side edges along its whole
+    height that end where it ends (a window seen elsewhere, even 4 % of the length away, is not confirmed).
+    """
+    ev = _evidence(up)
+    if ev is None:
+        return None
+    grey, gx, e, runs, bridge, bx0, by0 = ev
+    w, L = up.width, up.length
+    reach_x = max(2, int(0.04 * w))
+    sides = []
+    for x in (near.x0, near.x1):
+        c = int(round(x - bx0 - 0.5))
+        lo, hi = max(0, c - reach_x), min(len(e), c + reach_x + 1)
+        if hi - lo < 2:
+            return None
+        sides.append(lo + int(np.argmax(e[lo:hi])))
+    a, b = sides
+    if e[a] < 1.5 or e[b] < 1.5 or b - a < 8:
+        return None
+    ok = (runs[:, a] >= 0.5 * e[a]) & (runs[:, b] >= 0.5 * e[b])
+    y0, y1 = int(near.y0 - by0), int(near.y1 - by0)
+    pad, band = bridge // 2 + 2, max(3, int(0.03 * L))
+    if y0 - pad - band < 0 or y1 + pad + band >= len(ok):
+        return None
+    inside = ok[y0 + pad:y1 - pad]
+    above, below = ok[y0 - pad - band:y0 - pad], ok[y1 + pad:y1 + pad + band]
+    if inside.size == 0 or inside.mean() < 0.85 or above.mean() > 0.4 or below.mean() > 0.4:
+        return None
+    side = gx[y0:y1 + 1].mean(axis=0)
+    fa, fb = _peak(side, a, 2), _peak(side, b, 2)
+    rows = grey[:, int(fa + 1 + 0.15 * (fb - fa)):int(fb + 1 - 0.15 * (fb - fa))].mean(axis=1)
+    reach = max(2, int(0.008 * L))
+    return Window(bx0 + fa + 0.5, by0 + _refine(rows, y0, reach, +1), bx0 + fb + 0.5,
+                  by0 + _refine(rows, y1, reach, -1), 0.0)
+
+
 def search_window(up: Upright) -> Window | None:
     """The membrane: the largest flat, near-neutral rectangle inside the body bounded by long straight side edges.
 
@@ -68,25 +127,14 @@ def search_window(up: Upright) -> Window | None:
     membrane rather than the recess wall around it, a printed frame, or a square sample well.
     """
     patch = up.patch
-    m, w, L = up.margin, up.width, up.length
-    bx0, bx1 = int(m + 0.05 * w), int(m + 0.95 * w)
-    by0, by1 = int(m + 0.03 * L), int(m + 0.97 * L)
-    if bx1 - bx0 < 12 or by1 - by0 < 30:
+    w, L = up.width, up.length
+    ev = _evidence(up)
+    if ev is None:
         return None
-    grey = cv2.cvtColor(patch[by0:by1, bx0:bx1], cv2.COLOR_BGR2GRAY).astype(np.float32)
-    sm = cv2.GaussianBlur(grey, (0, 0), 1.0)
-    gx = np.abs(np.diff(sm, axis=1))               # column j: the step between columns j and j+1
-    k = max(5, int(0.05 * L))
-    # An edge is evidence only where it lasts: the weakest step over k rows (bridging a line crossing it
-    # and a pixel of residual tilt), so letters and the well's curve, however contrasted, count for little.
-    short = cv2.dilate(gx, np.ones((5, 3), np.uint8))
-    e = cv2.erode(short, np.ones((k, 1), np.uint8)).max(axis=0)
+    grey, gx, e, runs, bridge, bx0, by0 = ev
+    by1, bx1 = by0 + grey.shape[0], bx0 + grey.shape[1]
     if float(e.max()) < 1.5:
         return None
-    # Where a dark line crosses a membrane lighter than the plastic the side step changes sign and
-    # vanishes for a few rows: bridged for the extent, which must not stop at a line.
-    bridge = max(5, int(0.02 * L)) | 1
-    runs = cv2.dilate(gx, np.ones((bridge, 3), np.uint8))
     cols = _peaks(e, max(1.5, 0.12 * float(e.max())), max(2, int(0.025 * w)), 16)
     body_bgr = np.median(patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0
     best: tuple[float, tuple[int, int, int, int]] | None = None
