@@ -23,6 +23,7 @@ class Placement:
     win: Window | None
     searched: bool          # the window came from the whole-body search, not the strip type's place
     code: str | None = None
+    guided: Window | None = None   # the strip type's window, when found but not the one read
 
 
 def _agree(a: Window, b: Window, up: Upright, tol: float) -> bool:
@@ -36,6 +37,19 @@ def _matches_learned(win: Window, up: Upright, st: StripType) -> bool:
     x0, y0, x1, y1 = st.window
     return (max(abs(win.y0 - (m + y0 * L)), abs(win.y1 - (m + y1 * L))) <= LEARNED_TOL_Y * L
             and max(abs(win.x0 - (m + x0 * w)), abs(win.x1 - (m + x1 * w))) <= LEARNED_TOL_X * w)
+
+
+def _overlap(a: Window, b: Window) -> float:
+    """Intersection over union of two windows."""
+    iw = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    ih = max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    inter = iw * ih
+    union = (a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _inside(a: Window, b: Window, slack: float) -> bool:
+    return a.x0 >= b.x0 - slack and a.y0 >= b.y0 - slack and a.x1 <= b.x1 + slack and a.y1 <= b.y1 + slack
 
 
 def _turn(angle: float) -> float:
@@ -68,13 +82,26 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
         return Placement(up, angle, None, False)
     if found is None:
         return Placement(up, angle, guided, False)
+    if guided is not None and _inside(found, guided, 0.01 * up.length):
+        # The search saw only part of the guided window (a reflection or a line broke its edges).
+        return Placement(up, angle, guided, False)
+    if guided is not None and _overlap(guided, found) > 0.6:
+        # Much the same window: a reflection on it can be what pulled the two apart, so it is checked too.
+        keep = guided
+    else:
+        keep = None
+    exp = expected_window(up, st)
+    if guided is None and _inside(found, exp, 0.02 * up.length) and \
+            (found.y1 - found.y0) < 0.7 * (exp.y1 - exp.y0):
+        # A fragment of where the type's window is: most likely a reflection hid the rest; checked there.
+        keep = exp
     # The search saw a window the strip type did not put there (or nothing where it did).
     centre = (st.window[1] + st.window[3]) / 2 if st.geometry == "learned" else None
     if not window_says_well_down(up, found, centre):
         turned = upright(bgr, center, angle + 180.0, width, length)
         again = search_window(turned)
         if again is not None:
-            up, angle, found = turned, _turn(angle), again
+            up, angle, found, keep = turned, _turn(angle), again, None
     if st.geometry == "learned" and not _matches_learned(found, up, st):
-        return Placement(up, angle, found, True, q.GEOMETRY_MISMATCH)
-    return Placement(up, angle, found, True)
+        return Placement(up, angle, found, True, q.GEOMETRY_MISMATCH, keep)
+    return Placement(up, angle, found, True, None, keep)
