@@ -108,6 +108,9 @@ def learn(bgr: np.ndarray, *, name: str, analyte: str, fmt: str = "competitive",
     # The profile was smoothed before the width was read: take that back out, in quadrature.
     raw = _sigma(net, c_pos)
     sigma = float(np.clip(np.sqrt(max(raw ** 2 - (0.5 * probe.line_sigma) ** 2, (0.6 * raw) ** 2)), 0.008, 0.07))
+    # Half-height widths of blurred photographs run wide; lines this close must still be separable.
+    gaps = [b[0] - a[0] for a, b in zip(chosen, chosen[1:], strict=False)]
+    sigma = float(min(sigma, min(gaps) / 6.2)) if gaps else sigma
     m, w, L = up.margin, up.width, up.length
     window = ((win.x0 - m) / w, (win.y0 - m) / L, (win.x1 - m) / w, (win.y1 - m) / L)
     window = tuple(float(np.clip(v, 0.0, 1.0)) for v in window)
