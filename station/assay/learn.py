@@ -15,6 +15,7 @@ from station.assay.window import Upright, Window, refine_pose, upright
 from station.striptypes import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, StripType
 
 MAX_LEARN_TILT = 15.0   # degrees: a reference photograph must be nearly upright to measure a geometry from
+MIN_LINE_GAP = 0.12     # of the window: printed lines closer than this are a misjudged window, not a card
 
 
 @dataclass
@@ -110,6 +111,9 @@ def learn(bgr: np.ndarray, *, name: str, analyte: str, fmt: str = "competitive",
     sigma = float(np.clip(np.sqrt(max(raw ** 2 - (0.5 * probe.line_sigma) ** 2, (0.6 * raw) ** 2)), 0.008, 0.07))
     # Half-height widths of blurred photographs run wide; lines this close must still be separable.
     gaps = [b[0] - a[0] for a, b in zip(chosen, chosen[1:], strict=False)]
+    if gaps and min(gaps) < MIN_LINE_GAP:
+        return Learned(None, f"two lines only {min(gaps):.2f} of the window apart: the window or the lines were "
+                             "misjudged (see --debug-dir); photograph the cassette again, evenly lit")
     sigma = float(min(sigma, min(gaps) / 6.2)) if gaps else sigma
     m, w, L = up.margin, up.width, up.length
     window = ((win.x0 - m) / w, (win.y0 - m) / L, (win.x1 - m) / w, (win.y1 - m) / L)

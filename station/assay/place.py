@@ -82,8 +82,9 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
         return Placement(up, angle, None, False)
     if found is None:
         return Placement(up, angle, guided, False)
-    if guided is not None and _inside(found, guided, 0.01 * up.length):
-        # The search saw only part of the guided window (a reflection or a line broke its edges).
+    if guided is not None and _inside(found, guided, 0.01 * up.length) and \
+            (found.y1 - found.y0) < 0.75 * (guided.y1 - guided.y0):
+        # The search saw only a fragment of the guided window (a reflection or a line broke its edges).
         return Placement(up, angle, guided, False)
     if guided is not None and _overlap(guided, found) > 0.6:
         # Much the same window: a reflection on it can be what pulled the two apart, so it is checked too.
