@@ -79,7 +79,8 @@ def run_brands(args: argparse.Namespace, out: Path) -> int:
                 recs["learned"].append((truth, rec, (time.perf_counter() - t0) * 1000))
         desc = f"{brand['name']} rim {brand['rim_style']}, membrane {brand['tone']}, well {brand['well_shape']}"
         for mode, r in recs.items():
-            pooled[mode] += r
+            # Repeat groups are numbered per set: keep each brand's apart when pooling.
+            pooled[mode] += [({**t, "group": f"{b}-{t['group']}"} if "group" in t else t, s, ms) for t, s, ms in r]
             row = _row(compute(r)) if r else None
             table.append((desc, mode, row, None if mode == "unconfigured" or got.strip_type else got.refused))
         print(f"  {desc}: done", file=sys.stderr)
