@@ -76,11 +76,36 @@ def build_parser() -> argparse.ArgumentParser:
     qch = qsub.add_parser("chart", help="draw the Levey–Jennings chart")
     qch.add_argument("--lot", required=True)
     qch.add_argument("--out", required=True, metavar="PNG")
+    learn = sub.add_parser("learn", help="teach the station a new cassette brand from one reference photograph",
+                           description="Measure one clean cassette (all lines visible: a negative competitive "
+                                       "card or a control card) and write a [[strip_types]] entry.")
+    learn.add_argument("reference", metavar="REFERENCE.jpg")
+    learn.add_argument("--name", required=True, help="strip-type name, e.g. acme-pesticide")
+    learn.add_argument("--analyte", required=True)
+    learn.add_argument("--format", default="competitive", choices=("competitive", "sandwich"))
+    learn.add_argument("--lines", default="T,C", help="line names from the sample well out, C last (T,C or T1,T2,T3,C)")
+    learn.add_argument("--incubation", type=int, metavar="S", help="incubation time in seconds")
+    learn.add_argument("--cutoff", type=float, help="T/C ratio below which a competitive strip is positive")
+    dest = learn.add_mutually_exclusive_group()
+    dest.add_argument("--out", metavar="FILE.toml", help="write into this TOML catalog (an entry of the same name "
+                                                        "is replaced, others kept)")
+    dest.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
+                      help="write into this station's catalog; a re-learnt name replaces the old entry, "
+                           "which stays in history")
+    learn.add_argument("--debug-dir", metavar="DIR", help="write an annotated picture of what was measured")
     return p
+
+
+def learn_command(args: argparse.Namespace) -> int:
+    from calib.learn import run_learn
+
+    return run_learn(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "learn":
+        return learn_command(args)
     try:
         from station.home import home_from
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from station import diskguard, diskwait, photos
 from station.acquire import acquire
 from station.config import StationConfig
-from station.decide.calibration import calibrated_catalog
+from station.decide.catalog import daemon_catalog
 from station.decide.qc import lot_blocked
 from station.errors import JournalDamagedError, JournalError, StationError, StorageError
 from station.events import Event, Instrument, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
@@ -41,7 +41,8 @@ class Daemon:
         self.boot, self.boot_saved = self._boot_counter()
         self.key = signing.load_private_key(signing_key_path(home, cfg.station.key_file))
         self.journal, self.journal_problem = self._try_open_journal()
-        self.strip_types, self.calibrations = calibrated_catalog(cfg.strip_types, home.root)
+        # Learned strip types (calib learn) over the config's, then calibrations: what `station score --home` uses.
+        self.strip_types, self.calibrations = daemon_catalog(cfg.strip_types, home.root)
         self.camera = None
         self.panel = None
         self.publisher = None

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 FORMATS = ("competitive", "sandwich")
+GEOMETRIES = ("nominal", "learned")
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,17 @@ class StripType:
     c_min_peak: float = 0.03
     c_min_snr: float = 6.0
     low_signal_peak: float = 0.10
+    # "nominal": the geometry is a maker's typical layout, a hint only; "learned": measured on this brand
+    # by `calib learn`, so a window or lines seen elsewhere mean a wrong strip type and a retake.
+    geometry: str = "nominal"
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         where = f"strip type {self.name!r}"
         if self.format not in FORMATS:
             raise ValueError(f"{where}: format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"{where}: geometry must be one of {', '.join(GEOMETRIES)}, not {self.geometry!r}")
         names = [n for n, _ in self.lines]
         if "C" not in names:
             raise ValueError(f"{where}: lines must include the control line 'C'")
@@ -168,7 +174,7 @@ def strip_type_from_dict(d: dict[str, Any], where: str) -> StripType:
             v = _coerce_tuple(v, 4, "window", where)
         elif f.name == "well":
             v = _coerce_tuple(v, 3, "well", where)
-        elif f.name in ("name", "analyte", "format", "description"):
+        elif f.name in ("name", "analyte", "format", "description", "geometry"):
             if not isinstance(v, str):
                 raise ValueError(f"{where}: {f.name} must be a string")
         elif f.name == "incubation_s":

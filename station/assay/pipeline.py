@@ -6,12 +6,14 @@ import cv2
 import numpy as np
 
 from station.assay import quality as q
+from station.assay.checks import adapt_lines, line_check
 from station.assay.lines import measure_lines
 from station.assay.locate import find_blobs
+from station.assay.place import place
 from station.assay.profile import absorbance_profile, luma_to_green, membrane_crop
 from station.assay.qr import decode_cards, nearest
 from station.assay.scores import ImageScore, StripScore
-from station.assay.window import expected_window, find_window, refine_pose, upright
+from station.assay.window import expected_window, refine_pose, upright
 from station.striptypes import StripType
 
 
@@ -42,15 +44,10 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
         strip.quality.append(q.BLURRED)
         strip.reason = q.REASONS[q.BLURRED]
         return strip
-    win = find_window(up, st)
-    if win is None:
-        # Laid the wrong way round (well away from the operator): the window is then found turned, and
-        # reading it that way keeps C and T from being swapped.
-        turned = upright(bgr, center, angle + 180.0, width, length)
-        win = find_window(turned, st)
-        if win is not None:
-            up, angle = turned, angle + 180.0 if angle <= 0 else angle - 180.0
-            strip.angle = angle
+    placed = place(bgr, up, center, angle, width, length, st)
+    up, win = placed.up, placed.win
+    if placed.angle != angle:
+        strip.angle = angle = placed.angle
     if win is None:
         # A lamp reflection or clipped white hides the window's edges; say so, it is the fixable cause.
         expected = expected_window(up, st)
@@ -61,9 +58,20 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
     strip.window_poly = _to_image(up.matrix, np.array(
         [[win.x0, win.y0], [win.x1, win.y0], [win.x1, win.y1], [win.x0, win.y1]], np.float64))
     strip.quality += q.exposure_codes(membrane_crop(up.patch, win, inset_x=0.06, inset_y=0.02), up)
+    if placed.guided is not None and not strip.quality:
+        strip.quality += q.exposure_codes(membrane_crop(up.patch, placed.guided, inset_x=0.06, inset_y=0.02), up)
     crop = membrane_crop(up.patch, win)
     prof = absorbance_profile(crop)
-    readings, base, noise = measure_lines(prof, st, luma_to_green(crop))
+    # A nominal type on a window found by search: the lines are read where this membrane shows them.
+    st_read = adapt_lines(prof, st) if placed.searched and st.geometry == "nominal" else st
+    if st_read is None:
+        st_read, placed.code = st, q.GEOMETRY_MISMATCH
+    readings, base, noise = measure_lines(prof, st_read, luma_to_green(crop))
+    if placed.code is None and not line_check(prof, readings, st_read):
+        placed.code = q.GEOMETRY_MISMATCH
+    # One reason is enough: glare or exposure, already a retake, also explains a doubtful placement.
+    if placed.code and not any(c in q.RETAKE_CODES for c in strip.quality):
+        strip.quality.append(placed.code)
     strip.profile, strip.baseline, strip.noise = prof, base, noise
     ya = win.y0 + 0.015 * (win.y1 - win.y0)
     yb = win.y1 - 0.015 * (win.y1 - win.y0)

@@ -18,9 +18,11 @@ WINDOW_NOT_FOUND = "WINDOW_NOT_FOUND"
 CUT_OFF = "CUT_OFF"
 NO_CONTROL_LINE = "NO_CONTROL_LINE"
 LOW_SIGNAL = "LOW_SIGNAL"
+GEOMETRY_MISMATCH = "GEOMETRY_MISMATCH"
 
 # Codes that make a reading untrustworthy: verdict "retake", no ratio.
-RETAKE_CODES = frozenset({GLARE, OVEREXPOSED, UNDEREXPOSED, BLURRED, TILTED, WINDOW_NOT_FOUND, CUT_OFF})
+RETAKE_CODES = frozenset({GLARE, OVEREXPOSED, UNDEREXPOSED, BLURRED, TILTED, WINDOW_NOT_FOUND, CUT_OFF,
+                          GEOMETRY_MISMATCH})
 
 MAX_TILT_DEG = 20.0
 SATURATED = 250          # sRGB code treated as clipped
@@ -39,6 +41,8 @@ REASONS = {
     CUT_OFF: "the cassette is cut off by the frame edge: move it toward the middle of the tray",
     NO_CONTROL_LINE: "no control line: the test did not run; repeat with a new cassette",
     LOW_SIGNAL: "the control line is faint: the reading is kept, but check the cassette lot and timing",
+    GEOMETRY_MISMATCH: "the window or lines are not where this strip type puts them: is it this strip type? "
+                       "(a new brand: `calib learn`); not read, retake",
 }
 
 

@@ -47,10 +47,45 @@ def add_parser(sub) -> None:
                        description="Find every cassette in each photograph and read its lines.")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--json", action="store_true", help="print one JSON array, one object per image")
-    p.add_argument("--strip-type", default=DEFAULT_STRIP_TYPE, choices=sorted(BUILTIN_STRIP_TYPES),
-                   help=f"built-in strip type (default {DEFAULT_STRIP_TYPE})")
+    p.add_argument("--strip-type", default=None, metavar="NAME",
+                   help=f"strip type (default {DEFAULT_STRIP_TYPE}, or with --home the station's own); "
+                        f"built-in: {', '.join(sorted(BUILTIN_STRIP_TYPES))}")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--catalog", metavar="FILE", help="read with the [[strip_types]] of this TOML file too "
+                                                       "(written by `calib learn --out`)")
+    src.add_argument("--home", metavar="DIR", help="read exactly as the station in DIR would: its config, "
+                                                   "learned strip types and current calibrations")
     p.add_argument("--debug-dir", metavar="DIR", help="write an annotated image per photograph here")
     p.set_defaults(func=run)
+
+
+def resolve_strip_type(args: argparse.Namespace) -> tuple[StripType, str | None]:
+    """The strip type to read with, from the built-ins, a catalog file or the station home; and a note saying which."""
+    if args.home:
+        from station.config import load_config
+        from station.decide.catalog import daemon_catalog
+        from station.home import home_from
+
+        home = home_from(args.home)
+        cfg = load_config(home.root)
+        catalog, ids = daemon_catalog(cfg.strip_types, home.root)
+        name = args.strip_type or cfg.assay.strip_type
+        where = f"station {home.root}"
+    elif args.catalog:
+        from station.decide.catalog import load_catalog_file
+
+        catalog, ids = {**BUILTIN_STRIP_TYPES, **load_catalog_file(args.catalog)}, {}
+        name, where = args.strip_type or DEFAULT_STRIP_TYPE, args.catalog
+    else:
+        catalog, ids, name, where = BUILTIN_STRIP_TYPES, {}, args.strip_type or DEFAULT_STRIP_TYPE, "built-in"
+    if name not in catalog:
+        raise StationError(f"strip type {name!r} not in {where}; known: {', '.join(sorted(catalog))}")
+    st = catalog[name]
+    note = None
+    if args.home:
+        cal = f"calibration {ids[name].id}, lot {ids[name].lot}" if name in ids else "no calibration"
+        note = f"reading as {where}: strip type {name}, cutoff {st.cutoff} ({cal})"
+    return st, note
 
 
 def _table(results: list[dict]) -> str:
@@ -81,7 +116,13 @@ def run(args: argparse.Namespace) -> int:
 
     from station.assay.debug import render_debug
 
-    st = BUILTIN_STRIP_TYPES[args.strip_type]
+    try:
+        st, note = resolve_strip_type(args)
+    except StationError as exc:
+        print(f"station score: {exc}", file=sys.stderr)
+        return 2
+    if note:
+        print(note, file=sys.stderr)
     want_debug = bool(args.debug_dir)
     if want_debug:
         try:

@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="same as DIR, for --generate")
     p.add_argument("--strip-type", default=DEFAULT_STRIP_TYPE, choices=sorted(BUILTIN_STRIP_TYPES))
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for --generate")
+    p.add_argument("--brands", type=int, metavar="K", help="evaluate K generated cassette brands instead (N "
+                   "photographs each, --generate N, default 60): each read unconfigured and after calib learn")
+    p.add_argument("--brand-seed", type=int, default=1000, help="first brand seed for --brands (tests use < 1000)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -53,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         print("station assay-eval: give DIR (or --out DIR with --generate N)", file=sys.stderr)
         return 2
     out = Path(folder)
+    if args.brands:
+        from station.lab.brand_eval import run_brands
+
+        return run_brands(args, out)
     if args.generate:
         _generate(args, out)
     if not out.is_dir():

@@ -73,7 +73,7 @@ def compute(records: list[tuple[dict[str, Any], dict[str, Any], float]]) -> dict
     reversed_ = [0, 0]
     qr = [0, 0]
     times = [ms for _, _, ms in records]
-    crashes = 0
+    crashes = gross = 0
     for truth, score, _ in records:
         if score.get("error"):
             crashes += 1
@@ -91,6 +91,9 @@ def compute(records: list[tuple[dict[str, Any], dict[str, Any], float]]) -> dict
             empty[0] += int(not score["strips"])
         for c, s in pairs:
             kind_faults = list(truth["faults"]) + list(c["faults"])
+            # A ratio given that is far from the truth, whatever the photograph: the one error a reader must not make.
+            if s["verdict"] in READ and any(abs(_ratios(s).get(n, v) - v) > 0.2 for n, v in _ratios(c).items()):
+                gross += 1
             if _clean(truth, c):
                 clean_total += 1
                 if s["verdict"] not in READ:
@@ -163,6 +166,7 @@ def compute(records: list[tuple[dict[str, Any], dict[str, Any], float]]) -> dict
         Row("clean strips wrongly gated", false_retake / clean_total if clean_total else None, "(info)", None,
             f"{false_retake}/{clean_total}"),
         Row("ms per photograph, median", float(np.median(times)) if times else None, "(info, eval process)", None),
+        Row("gross misreads (abs error > 0.2)", float(gross), "0", gross == 0),
         Row("unreadable images", float(crashes), "0", crashes == 0),
     ]
     return {"rows": rows, "errors": errs}

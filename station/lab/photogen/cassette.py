@@ -81,12 +81,18 @@ def render_cassette(spec: dict[str, Any], geom: dict[str, Any], length_px: float
     x0, y0, x1, y1 = geom["window"]
     wx0, wx1 = x0 * w, x1 * w
     wy0, wy1 = y0 * h, y1 * h
-    rim = max(2.0, 0.05 * w)
-    # Recess wall: a darker frame around the visible membrane.
+    style = spec.get("rim_style", "dark")
+    rim = max(2.0, 0.05 * w) if "rim_width" not in spec else max(1.0, spec["rim_width"] * w)
+    # Recess wall: a darker frame around the visible membrane (lighter when the rim is a raised ridge).
     rx0, ry0 = int(round(wx0 - rim)), int(round(wy0 - rim))
     rx1, ry1 = int(round(wx1 + rim)), int(round(wy1 + rim))
-    img[ry0:ry1, rx0:rx1] *= np.float32(spec["rim_shade"])
     ix0, iy0, ix1, iy1 = int(round(wx0)), int(round(wy0)), int(round(wx1)), int(round(wy1))
+    if style != "none":
+        img[ry0:ry1, rx0:rx1] *= np.float32(spec["rim_shade"])
+    if style == "raised":
+        # The ridge's inner face drops into the recess and shades the membrane's border.
+        s = max(1, int(round(0.012 * w)))
+        img[iy0 - s:iy1 + s, ix0 - s:ix1 + s] *= np.float32(0.78)
     mh, mw = iy1 - iy0, ix1 - ix0
     # The membrane's fibres and streaks belong to this strip: a re-photograph shows the same ones.
     tex_rng = np.random.default_rng(spec["texture_seed"]) if "texture_seed" in spec else rng
@@ -98,26 +104,42 @@ def render_cassette(spec: dict[str, Any], geom: dict[str, Any], length_px: float
 
     # Printed labels beside the window and the brand above it.
     ink = np.zeros((h, w), np.float32)
-    lab_x = (rx0) / 2.0
+    lab_x = (rx0) / 2.0 if spec.get("label_side", "left") == "left" else (rx1 + w) / 2.0
     for ln in spec["lines"]:
         y = wy1 - ln["position"] * (wy1 - wy0)
         _put_text(ink, ln["name"], (lab_x, y), min(0.045 * h, 0.18 * w))
-    _put_text(ink, spec["brand"], (w / 2, 0.08 * h), min(0.04 * h, 0.9 * w / max(4, len(spec["brand"]))))
+    # A brand prints its name and analyte in the room above its window, wherever that is.
+    ty = (0.08 * h, 0.15 * h) if "rim_style" not in spec else (0.4 * (wy0 - rim), 0.78 * (wy0 - rim))
+    _put_text(ink, spec["brand"], (w / 2, ty[0]), min(0.04 * h, 0.9 * w / max(4, len(spec["brand"]))))
     label = spec["analyte_label"]
-    _put_text(ink, label, (w / 2, 0.15 * h), min(0.03 * h, 0.8 * w / max(4, len(label))))
+    _put_text(ink, label, (w / 2, ty[1]), min(0.03 * h, 0.8 * w / max(4, len(label)), 0.3 * (wy0 - rim)))
     wx, wy, wr = geom["well"]
     cx, cy, r = wx * w, wy * h, wr * w
     _put_text(ink, "S", (max(r * 0.35, (cx - r) / 2), cy - r * 1.1), min(0.04 * h, 0.16 * w))
+    if spec.get("arrows"):
+        # Printed chevrons between window and well, pointing at the well: edges a window finder must ignore.
+        ay = (wy1 + rim + (wy - geom["well"][2] * 1.3 * w / h) * h) / 2
+        for k in (-1, 1):
+            yk = int(ay + k * 0.02 * h)
+            cv2.polylines(ink, [np.array([[int(0.38 * w), yk - int(0.012 * h)], [int(0.5 * w), yk],
+                                          [int(0.62 * w), yk - int(0.012 * h)]], np.int32)], False, 1.0,
+                          max(1, int(0.012 * w)), cv2.LINE_AA)
     ink_col = np.array(spec["ink_bgr"], np.float32)
     img = img * (1 - ink[:, :, None]) + ink[:, :, None] * ink_col
 
     # Sample well: a dark recessed ring with the coloured sample soaking the pad.
     well = np.zeros((h, w), np.uint8)
-    cv2.circle(well, (int(cx), int(cy)), int(r * 1.15), 255, -1, cv2.LINE_AA)
+    pad = np.zeros((h, w), np.uint8)
+    shape = spec.get("well_shape", "round")
+    for mask, k in ((well, 1.15), (pad, 0.9)):
+        if shape == "oval":
+            cv2.ellipse(mask, (int(cx), int(cy)), (int(r * k), int(r * k * 1.45)), 0, 0, 360, 255, -1, cv2.LINE_AA)
+        elif shape == "square":
+            cv2.rectangle(mask, (int(cx - r * k), int(cy - r * k)), (int(cx + r * k), int(cy + r * k)), 255, -1)
+        else:
+            cv2.circle(mask, (int(cx), int(cy)), int(r * k), 255, -1, cv2.LINE_AA)
     wm = well.astype(np.float32)[:, :, None] / 255.0
     img = img * (1 - wm) + wm * (img * 0.55)
-    pad = np.zeros((h, w), np.uint8)
-    cv2.circle(pad, (int(cx), int(cy)), int(r * 0.9), 255, -1, cv2.LINE_AA)
     pm = pad.astype(np.float32)[:, :, None] / 255.0
     sample = np.array(spec["sample_bgr"], np.float32)
     img = img * (1 - pm) + pm * sample

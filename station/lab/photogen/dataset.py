@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from station.lab.photogen.brands import brand_strip_type, dress, make_brand
 from station.lab.photogen.render import render_jpeg
 from station.lab.photogen.scene import RESOLUTIONS, random_cassette, random_scene
 from station.striptypes import BUILTIN_STRIP_TYPES
@@ -33,24 +34,28 @@ def plan(n: int) -> list[str]:
     return kinds
 
 
-def _group_strip(seed: int, group: int, strip_type: str) -> tuple[dict[str, Any], float, tuple[int, int], int]:
+def _group_strip(seed: int, group: int, strip_type: str,
+                 brand: dict[str, Any] | None = None) -> tuple[dict[str, Any], float, tuple[int, int], int]:
     """One strip and the station that re-photographs it: its camera keeps resolution and JPEG quality."""
     rng = np.random.default_rng([seed, 1, group])
-    st = BUILTIN_STRIP_TYPES[strip_type]
+    st = BUILTIN_STRIP_TYPES[strip_type] if brand is None else brand_strip_type(brand)
     # Mid-range ratios with a clear C line: what a reader's repeatability is quoted at.
     strip = random_cassette(rng, st, tc=float(rng.uniform(0.4, 1.2)), c_peak=float(rng.uniform(0.25, 0.6)))
+    if brand is not None:
+        dress(strip, brand, rng)
     resolution = RESOLUTIONS[int(rng.integers(len(RESOLUTIONS)))]
     return strip, float(rng.uniform(0.3, 0.6)), resolution, int(rng.integers(75, 96))
 
 
-def make_one(job: tuple[int, str, int, int, str]) -> tuple[str, bytes, dict[str, Any]]:
+def make_one(job: tuple) -> tuple[str, bytes, dict[str, Any]]:
     """Render photograph i of a set; each has its own random stream so sets can be made in parallel."""
-    i, kind, seed, group, strip_type = job
-    rng = np.random.default_rng([seed, 0, i])
+    i, kind, seed, group, strip_type = job[:5]
+    brand = make_brand(job[5]) if len(job) > 5 and job[5] is not None else None
+    rng = np.random.default_rng([seed, 0, i] if brand is None else [seed, 0, i, brand["seed"]])
+    scene_kw: dict[str, Any] = {"strip_type": strip_type, "brand": brand}
     if kind == "repeat":
-        strip, length, resolution, quality = _group_strip(seed, group, strip_type)
-        scene = random_scene(rng, strip_type=strip_type, n_cassettes=1, length_frac=length, qr=False,
-                             resolution=resolution)
+        strip, length, resolution, quality = _group_strip(seed, group, strip_type, brand)
+        scene = random_scene(rng, n_cassettes=1, length_frac=length, qr=False, resolution=resolution, **scene_kw)
         scene["camera"]["jpeg_quality"] = quality
         placed = scene["cassettes"][0]
         strip = copy.deepcopy(strip)
@@ -58,25 +63,25 @@ def make_one(job: tuple[int, str, int, int, str]) -> tuple[str, bytes, dict[str,
         scene["cassettes"][0] = strip
         scene["group"] = group
     elif kind == "normal":
-        scene = random_scene(rng, strip_type=strip_type)
+        scene = random_scene(rng, **scene_kw)
     elif kind in ("blur", "overexposed", "underexposed", "empty_tray"):
-        scene = random_scene(rng, strip_type=strip_type, faults=(kind,))
+        scene = random_scene(rng, faults=(kind,), **scene_kw)
     else:
-        scene = random_scene(rng, strip_type=strip_type, cassette_faults=(kind,))
+        scene = random_scene(rng, cassette_faults=(kind,), **scene_kw)
     scene["kind"] = kind
     data, truth = render_jpeg(scene, rng)
     return f"{i:05d}", data, truth
 
 
-def generate(n: int, seed: int, strip_type: str = "pesticide-generic",
-             jobs: int = 1) -> Iterator[tuple[str, bytes, dict[str, Any]]]:
+def generate(n: int, seed: int, strip_type: str = "pesticide-generic", jobs: int = 1,
+             brand_seed: int | None = None) -> Iterator[tuple[str, bytes, dict[str, Any]]]:
     """Yield (name, jpeg bytes, truth) for n photographs; the same seed gives the same set for any jobs."""
     kinds = plan(n)
     work, repeat_seen = [], 0
     for i, kind in enumerate(kinds):
         group = repeat_seen // REPEATS if kind == "repeat" else -1
         repeat_seen += kind == "repeat"
-        work.append((i, kind, seed, group, strip_type))
+        work.append((i, kind, seed, group, strip_type, brand_seed))
     if jobs <= 1:
         yield from map(make_one, work)
         return

@@ -75,7 +75,7 @@ def render_jpeg(truth: dict[str, Any], rng: np.random.Generator) -> tuple[bytes,
     truth = copy.deepcopy(truth)
     W, H = truth["size"]
     st = BUILTIN_STRIP_TYPES[truth["strip_type"]]
-    geom = geometry_of(st)
+    geom = truth.get("geometry") or geometry_of(st)
     tray = truth["tray"]
     scene = np.empty((H, W, 3), np.float32)
     scene[:] = np.array(tray["bgr"], np.float32)

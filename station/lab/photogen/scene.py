@@ -95,13 +95,18 @@ def _inflate(center: tuple[float, float], size: tuple[float, float], angle: floa
 def random_scene(rng: np.random.Generator, *, strip_type: str = DEFAULT_STRIP_TYPE, n_cassettes: int | None = None,
                  resolution: tuple[int, int] | None = None, faults: tuple[str, ...] = (),
                  cassette_faults: tuple[str, ...] = (), tc: float | None = None, c_peak: float | None = None,
-                 qr: bool | None = None, length_frac: float | None = None) -> dict[str, Any]:
+                 qr: bool | None = None, length_frac: float | None = None,
+                 brand: dict[str, Any] | None = None) -> dict[str, Any]:
     """A complete scene description; `render` turns it into a photograph.
 
     faults: scene-level (blur, overexposed, underexposed, empty_tray); cassette_faults apply to the first
     cassette (glare, no_c, faint_c, cut_off, tilted, face_down, reversed: sample well away from the operator).
     """
     st = BUILTIN_STRIP_TYPES[strip_type]
+    if brand is not None:
+        from station.lab.photogen.brands import brand_strip_type
+
+        st = brand_strip_type(brand)
     w, h = resolution or RESOLUTIONS[int(rng.integers(len(RESOLUTIONS)))]
     n = 0 if "empty_tray" in faults else (int(rng.integers(1, 5)) if n_cassettes is None else n_cassettes)
     want_qr = bool(rng.random() < 0.3) if qr is None else qr
@@ -144,6 +149,10 @@ def random_scene(rng: np.random.Generator, *, strip_type: str = DEFAULT_STRIP_TY
                 continue
             placed.append(_inflate((cx, cy), (width, length), angle, 0.0))
             c = random_cassette(rng, st, faults=cf, tc=tc, c_peak=c_peak)
+            if brand is not None:
+                from station.lab.photogen.brands import dress
+
+                dress(c, brand, rng)
             c.update({"center": [cx, cy], "angle": angle, "length_px": length, "width_px": width})
             cassettes.append(c)
             break
@@ -179,7 +188,10 @@ def random_scene(rng: np.random.Generator, *, strip_type: str = DEFAULT_STRIP_TY
         if "glare" in c["faults"]:
             glare.append({"cassette": i, "strength": float(rng.uniform(0.8, 2.5)),
                           "radius_frac": float(rng.uniform(0.35, 0.7)), "offset": float(rng.uniform(-0.3, 0.3))})
+    extra = {} if brand is None else {"brand": brand["name"], "geometry": {
+        "aspect": brand["aspect"], "window": list(brand["window"]), "well": list(brand["well"])}}
     return {
+        **extra,
         "version": 1,
         "strip_type": strip_type,
         "size": [w, h],

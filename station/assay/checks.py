@@ -1,0 +1,87 @@
+# Line-level cross-checks and, for a nominal strip type on an unseen brand, where its lines really are.
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from station.assay.lines import _smooth
+from station.assay.profile import robust_baseline
+from station.assay.scores import LineReading
+from station.striptypes import StripType
+
+PEAK_SNR = 6.0          # a bump this far above the membrane noise is a line
+UNEXPLAINED = 0.5       # ... and one this strong against C, where no line should be, means a wrong geometry
+SPACING_TOL = 0.06      # C-to-T distance, fraction of the window, beyond the strip type's
+
+
+def net_profile(prof: np.ndarray, st: StripType) -> tuple[np.ndarray, float]:
+    n = len(prof)
+    sm = _smooth(prof, max(0.7, 0.5 * st.line_sigma * n))
+    net = sm - robust_baseline(sm, np.zeros(n, bool))
+    noise = max(1e-4, 1.4826 * float(np.median(np.abs(net - np.median(net)))))
+    return net, noise
+
+
+def find_peaks(net: np.ndarray, noise: float, st: StripType) -> list[tuple[float, float]]:
+    """(position, height) of the local maxima standing PEAK_SNR above the noise, strongest first."""
+    n = len(net)
+    sep = max(2, int(3 * st.line_sigma * n))
+    out: list[tuple[float, float]] = []
+    for i in np.argsort(net)[::-1]:
+        if net[i] < PEAK_SNR * noise:
+            break
+        pos = (i + 0.5) / n
+        if not 0.04 <= pos <= 0.96 or any(abs(int(i) - int(p * n)) < sep for p, _ in out):
+            continue
+        out.append((pos, float(net[i])))
+    return out
+
+
+def adapt_lines(prof: np.ndarray, st: StripType) -> StripType | None:
+    """The strip type with its lines moved to where this membrane shows them (two-line cards).
+
+    C is the line farther from the sample well, T the other; a lone line is C past the middle and T
+    before it (then C is missing and the card is invalid, as it should be). None: lines where no
+    membrane reading can be trusted.
+    """
+    if len(st.lines) != 2:
+        return st
+    net, noise = net_profile(prof, st)
+    found = find_peaks(net, noise, st)
+    # A line hard against the window's end means the window edge was misjudged: not a placement to read.
+    if any(p < 0.1 or p > 0.9 for p, _ in found[:2]):
+        return None
+    (t_name, t_nom), c_nom = st.test_lines[0], st.c_position
+    gap = c_nom - t_nom
+    if len(found) >= 2:
+        a, b = sorted(p for p, _ in found[:2])
+        if b - a < 6 * st.line_sigma:
+            return st
+        t, c = a, b
+    elif len(found) == 1:
+        p = found[0][0]
+        t, c = (p - gap, p) if p >= 0.5 else (p, p + gap)
+    else:
+        return st
+    try:
+        return replace(st, lines=((t_name, float(np.clip(t, 0.05, 0.9))), ("C", float(np.clip(c, 0.1, 0.95)))))
+    except ValueError:
+        return st
+
+
+def line_check(prof: np.ndarray, readings: list[LineReading], st: StripType) -> bool:
+    """True when the lines seen agree with the strip type: no strong line where none belongs, spacing as typed."""
+    net, noise = net_profile(prof, st)
+    c = next(r for r in readings if r.name == "C")
+    n = len(prof)
+    c_height = float(net[min(n - 1, int(c.position * n))])
+    for pos, height in find_peaks(net, noise, st):
+        if all(abs(pos - r.position) > 3 * st.line_sigma for r in readings) and \
+                height > UNEXPLAINED * max(c_height, PEAK_SNR * noise):
+            return False
+    if c.found:
+        for r in readings:
+            if r.name != "C" and r.found and abs((c.position - r.position) - (c.expected - r.expected)) > SPACING_TOL:
+                return False
+    return True

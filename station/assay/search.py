@@ -1,0 +1,230 @@
+# Search the whole cassette body for its membrane window by the window's own evidence, whatever its tone or rim.
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from station.assay.window import Upright, Window
+
+MIN_W, MAX_W = 0.15, 0.85     # window width as a fraction of the cassette width
+MIN_H, MAX_H = 0.06, 0.60     # window height as a fraction of the cassette length
+
+
+def _peaks(e: np.ndarray, floor: float, gap: int, most: int) -> list[int]:
+    order = np.argsort(e)[::-1]
+    out: list[int] = []
+    for i in order:
+        if e[i] < floor or len(out) >= most:
+            break
+        if all(abs(int(i) - j) > gap for j in out):
+            out.append(int(i))
+    return sorted(out)
+
+
+def _longest_run(ok: np.ndarray, max_gap: int) -> tuple[int, int]:
+    best, start, last = (0, 0), -1, -10**9
+    for i in np.flatnonzero(ok):
+        if i - last > max_gap + 1:
+            start = i
+        last = i
+        if last - start > best[1] - best[0]:
+            best = (int(start), int(last))
+    return best
+
+
+def _refine(prof: np.ndarray, y: int, reach: int, inward: int) -> float:
+    """Sub-pixel position of the membrane's own step in a row profile near y (either sign: tone is unknown).
+
+    Of the clear steps near y the one nearest the inside (`inward` +1: larger y) wins: a rim has an
+    outer step too, often the stronger one.
+    """
+    g = np.abs(np.gradient(prof))
+    lo, hi = max(1, y - reach), min(len(g) - 1, y + reach + 1)
+    if hi - lo < 3:
+        return float(y)
+    seg = g[lo:hi]
+    top = float(seg.max())
+    cands = [lo + i for i in range(len(seg)) if seg[i] >= 0.4 * top
+             and (i == 0 or seg[i] >= seg[i - 1]) and (i == len(seg) - 1 or seg[i] >= seg[i + 1])]
+    i = max(cands) if inward > 0 else min(cands)
+    return _peak(g, i, 0)
+
+
+def _peak(g: np.ndarray, y: int, reach: int) -> float:
+    lo, hi = max(1, y - reach), min(len(g) - 1, y + reach + 1)
+    i = lo + int(np.argmax(g[lo:hi]))
+    if not 0 < i < len(g) - 1:
+        return float(i)
+    d = g[i - 1] - 2 * g[i] + g[i + 1]
+    off = 0.5 * (g[i - 1] - g[i + 1]) / d if d != 0 else 0.0
+    return i + float(np.clip(off, -1, 1))
+
+
+def _evidence(up: Upright) -> tuple | None:
+    """Grey body crop, its column steps, lasting-step strength per column, and the bridged step map."""
+    m, w, L = up.margin, up.width, up.length
+    bx0, bx1 = int(m + 0.05 * w), int(m + 0.95 * w)
+    by0, by1 = int(m + 0.03 * L), int(m + 0.97 * L)
+    if bx1 - bx0 < 12 or by1 - by0 < 30:
+        return None
+    grey = cv2.cvtColor(up.patch[by0:by1, bx0:bx1], cv2.COLOR_BGR2GRAY).astype(np.float32)
+    sm = cv2.GaussianBlur(grey, (0, 0), 1.0)
+    gx = np.abs(np.diff(sm, axis=1))               # column j: the step between columns j and j+1
+    k = max(5, int(0.05 * L))
+    # An edge is evidence only where it lasts: the weakest step over k rows (bridging a line crossing it
+    # and a pixel of residual tilt), so letters and the well's curve, however contrasted, count for little.
+    short = cv2.dilate(gx, np.ones((5, 3), np.uint8))
+    e = cv2.erode(short, np.ones((k, 1), np.uint8)).max(axis=0)
+    # Where a dark line crosses a membrane lighter than the plastic the side step changes sign and
+    # vanishes for a few rows: bridged for the extent, which must not stop at a line.
+    bridge = max(5, int(0.02 * L)) | 1
+    runs = cv2.dilate(gx, np.ones((bridge, 3), np.uint8))
+    return grey, gx, e, runs, bridge, bx0, by0
+
+
+def confirm_window(up: Upright, near: Window) -> Window | None:
+    """The window where a learned geometry puts it, if the evidence is there: side edges along its whole
+    height that end where it ends (a window seen elsewhere, even 4 % of the length away, is not confirmed).
+    """
+    ev = _evidence(up)
+    if ev is None:
+        return None
+    grey, gx, e, runs, bridge, bx0, by0 = ev
+    w, L = up.width, up.length
+    reach_x = max(2, int(0.04 * w))
+    sides = []
+    for x in (near.x0, near.x1):
+        c = int(round(x - bx0 - 0.5))
+        lo, hi = max(0, c - reach_x), min(len(e), c + reach_x + 1)
+        if hi - lo < 2:
+            return None
+        sides.append(lo + int(np.argmax(e[lo:hi])))
+    a, b = sides
+    if e[a] < 1.5 or e[b] < 1.5 or b - a < 8:
+        return None
+    ok = (runs[:, a] >= 0.5 * e[a]) & (runs[:, b] >= 0.5 * e[b])
+    y0, y1 = int(near.y0 - by0), int(near.y1 - by0)
+    pad, band = bridge // 2 + 2, max(3, int(0.03 * L))
+    if y0 - pad - band < 0 or y1 + pad + band >= len(ok):
+        return None
+    inside = ok[y0 + pad:y1 - pad]
+    above, below = ok[y0 - pad - band:y0 - pad], ok[y1 + pad:y1 + pad + band]
+    if inside.size == 0 or inside.mean() < 0.85 or above.mean() > 0.4 or below.mean() > 0.4:
+        return None
+    side = gx[y0:y1 + 1].mean(axis=0)
+    fa, fb = _peak(side, a, 2), _peak(side, b, 2)
+    rows = grey[:, int(fa + 1 + 0.15 * (fb - fa)):int(fb + 1 - 0.15 * (fb - fa))].mean(axis=1)
+    reach = max(2, int(0.008 * L))
+    return Window(bx0 + fa + 0.5, by0 + _refine(rows, y0, reach, +1), bx0 + fb + 0.5,
+                  by0 + _refine(rows, y1, reach, -1), 0.0)
+
+
+def search_window(up: Upright) -> Window | None:
+    """The membrane: the largest flat, near-neutral rectangle inside the body bounded by long straight side edges.
+
+    Side edges are sought as vertical steps (the lines are horizontal, so they make none) lasting many
+    rows; of the candidate pairs the one whose inside is flat across every row wins, which picks the
+    membrane rather than the recess wall around it, a printed frame, or a square sample well.
+    """
+    patch = up.patch
+    w, L = up.width, up.length
+    ev = _evidence(up)
+    if ev is None:
+        return None
+    grey, gx, e, runs, bridge, bx0, by0 = ev
+    by1, bx1 = by0 + grey.shape[0], bx0 + grey.shape[1]
+    if float(e.max()) < 1.5:
+        return None
+    cols = _peaks(e, max(1.5, 0.12 * float(e.max())), max(2, int(0.025 * w)), 16)
+    body_bgr = np.median(patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0
+    best: tuple[float, tuple[int, int, int, int]] | None = None
+    for ia, a in enumerate(cols):
+        for b in cols[ia + 1:]:
+            if not MIN_W * w <= b - a <= MAX_W * w:
+                continue
+            ok = (runs[:, a] >= 0.5 * e[a]) & (runs[:, b] >= 0.5 * e[b])
+            ya, yb = _longest_run(ok, 2)
+            ya, yb = ya + bridge // 2, yb - bridge // 2     # the bridging dilation lengthened the run
+            if not MIN_H * L <= yb - ya <= MAX_H * L:
+                continue
+            inset = max(2, int(0.15 * (b - a)))
+            inner = grey[ya:yb + 1, a + inset:b - inset]
+            if inner.size == 0 or b - a < 8:
+                continue
+            # Flat across every row: the membrane (lines run across it); a rim, a frame or print is not.
+            lo, hi = np.percentile(inner, (4, 96), axis=1)
+            spread = (hi - lo) / max(float(np.median(inner)), 1.0)
+            # Side edges may run on past the membrane into print beside it; the rows that stay flat are it
+            # (in code values: a dark line row is as flat as any other).
+            level = inner.mean(axis=1)
+            # Lines only darken the membrane: a row clearly brighter than it is plastic beyond its end.
+            r0, r1 = _longest_run((spread < max(0.06, 3 * float(np.median(spread))))
+                                  & (level <= 1.05 * float(np.median(level)) + 2.0), 2)
+            ya, yb = ya + r0, ya + r1
+            if not MIN_H * L <= yb - ya <= MAX_H * L:
+                continue
+            # Across the full width (rim columns included) to tell the membrane from the recess around it.
+            full = grey[ya:yb + 1, a + 3:b - 1]
+            lo, hi = np.percentile(full, (4, 96), axis=1)
+            flat = float(np.median((hi - lo) / np.maximum(full.mean(axis=1), 1.0)))
+            if flat > 0.10:
+                continue
+            # Near-neutral against the body: a coloured sample pad is not a membrane.
+            tint = np.median(patch[by0 + ya + 2:by0 + yb - 1, bx0 + a + 3:bx0 + b - 1].reshape(-1, 3), axis=0)
+            rel = (tint + 1.0) / body_bgr
+            if float(rel.max() / rel.min()) > 1.3 or float(inner.mean()) < 0.4 * float(np.median(grey)):
+                continue
+            # Flatness and neutrality weigh most: a sample pad's rim is often the stronger edge.
+            tinted = float(rel.max() / rel.min()) - 1.0
+            score = (yb - ya) * (b - a) * min(float(e[a]), float(e[b])) / (1.0 + flat / 0.01) / (1.0 + tinted / 0.03)
+            if best is None or score > best[0]:
+                best = (score, (a, b, ya, yb))
+    if best is None:
+        return None
+    a, b, ya, yb = best[1]
+    # The dilation above leaves a 3-column plateau; the raw steps over the run place each side exactly.
+    side = gx[ya:yb + 1].mean(axis=0)
+    a, b = _peak(side, a, 2), _peak(side, b, 2)
+    rows = grey[:, int(a + 1 + 0.15 * (b - a)):int(b + 1 - 0.15 * (b - a))].mean(axis=1)
+    reach = max(3, int(0.012 * L))
+    top = _refine(rows, ya, reach, +1)
+    bottom = _refine(rows, yb, reach, -1)
+    # Column j's step sits between pixels j and j+1 of the body crop.
+    return Window(bx0 + a + 0.5, by0 + top, bx0 + b + 0.5, by0 + bottom, 0.0)
+
+
+def window_says_well_down(up: Upright, win: Window, learned_centre: float | None = None) -> bool:
+    """Which end is the well, from where the window sits along the body; the well's own look decides a tie.
+
+    A learned cassette's window centre is known; otherwise the window sits toward the far end, because
+    the sample well needs the room at the other.
+    """
+    cy = ((win.y0 + win.y1) / 2 - up.margin) / up.length
+    if learned_centre is not None and abs(learned_centre - 0.5) > 0.03:
+        return abs(cy - learned_centre) <= abs((1 - cy) - learned_centre)
+    if abs(cy - 0.5) > 0.06:
+        return cy < 0.5
+    return well_end_down(up, win)
+
+
+def well_end_down(up: Upright, win: Window) -> bool:
+    """True when the sample well lies below the window: that end holds more pixels far from the plastic's colour.
+
+    Counts, not means: the well (a dark ring round a coloured pad) is a large patch of such pixels while
+    printed text is a thin one, whatever the share of bare plastic around either.
+    """
+    m, w, L = up.margin, up.width, up.length
+    x0, x1 = int(m + 0.1 * w), int(m + 0.9 * w)
+    body = np.median(up.patch[int(m + 0.03 * L):int(m + 0.97 * L):4, x0:x1:4].reshape(-1, 3), axis=0)
+    ref = float(body.max()) + 1.0
+
+    def count(y0: float, y1: float) -> int:
+        region = up.patch[max(0, int(y0)):max(0, int(y1)), x0:x1].astype(np.float32)
+        if region.size == 0:
+            return 0
+        far = np.abs(region - body[None, None, :]).max(axis=2) > 0.3 * ref
+        # Thin strokes (letters, arrows) vanish under an opening; a well does not.
+        far = cv2.morphologyEx(far.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+        return int(far.sum())
+
+    return count(win.y1 + 0.03 * L, m + 0.97 * L) >= count(m + 0.03 * L, win.y0 - 0.03 * L)
