@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -61,3 +63,9 @@ def dilution_series(folder: Path, seed: int = 7, outlier: float = 0.35, per_leve
             rows.append((name, conc))
             truth[name] = tcs
     return {"csv": write_series(folder, rows), "rows": rows, "truth": truth, "outlier": ("std-4-0.jpg", 1)}
+
+
+def calib(home: Path, *args: str) -> subprocess.CompletedProcess:
+    """The technician's `calib --home HOME ARGS` as a real process, output captured."""
+    return subprocess.run([sys.executable, "-m", "calib.cli", "--home", str(home), *args], capture_output=True,
+                          text=True, timeout=120)

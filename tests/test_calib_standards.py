@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from calibseries import HIDDEN, LEVELS, LIMIT, dilution_series, photo, true_tcs, write_series
+from calibseries import HIDDEN, LEVELS, LIMIT, calib, dilution_series, photo, true_tcs, write_series
 
 from calib.standards import Replicate, analyse
 from station.decide.fourpl import Curve, fit_4pl
@@ -17,10 +17,6 @@ from station.home import Home, init_home
 
 UNIT = "mg/kg"
 
-
-def calib(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "calib.cli", "--home", str(home), *args], capture_output=True,
-                          text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")

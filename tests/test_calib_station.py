@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import jsonschema
 import pytest
-from calibseries import HIDDEN, LIMIT, dilution_series, photo
+from calibseries import HIDDEN, LIMIT, calib, dilution_series, photo
 
 from station.decide.qc import QCStore
 from station.journal import Journal
@@ -19,10 +17,6 @@ from station.protocol.result import load_schema
 LOT = "L2026-12"
 SAMPLE_CONC = 1.5 * LIMIT  # above the limit: positive, and inside the calibrated range
 
-
-def calib(home, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "calib.cli", "--home", str(home), *args], capture_output=True,
-                          text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")

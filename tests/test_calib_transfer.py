@@ -2,21 +2,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from calibseries import calib
 
 from station.config import load_config
 from station.decide.calibration import CalibrationStore, content_id
 from station.home import Home, init_home, signing_key_path
 from station.protocol import signing
 from station.protocol.wire import b64url, b64url_decode
-
-
-def calib(home, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "calib.cli", "--home", str(home), *args], capture_output=True,
-                          text=True, timeout=60)
 
 
 def make_home(path, station):
