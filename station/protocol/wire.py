@@ -38,6 +38,8 @@ def b64url_decode(text: str) -> bytes:
 def _depth_ok(text: str, limit: int) -> bool:
     """Nesting depth of a JSON text at most `limit`, counted without recursion (brackets inside strings
     are skipped; a malformed text is left to the parser)."""
+    if text.count("[") + text.count("{") <= limit:
+        return True   # fewer opening brackets than the limit, strings included: no deeper nesting possible
     depth = 0
     for m in _BRACKETS.finditer(_STRINGS.sub("", text)):
         if m.group() in "[{":
