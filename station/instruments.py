@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from station.acquire import instrument_record
 from station.errors import DuplicateRecord, StationError
 from station.events import Instrument
+from station.host import clock
 from station.journal.batch import append_batch
 from station.journal.instruments import InstrumentLog, instrument_key
 from station.protocol.wire import now_rfc3339
@@ -22,7 +23,6 @@ log = logging.getLogger("station.app")
 ALWAYS_KEPT = ("incomplete", "unreadable", "device")  # each one may be a lost result: keep every one
 CORRUPT_KEPT_PER_MIN = 60  # a noisy line would otherwise fill the disk with evidence of nothing
 MAX_BATCH = 64  # readings committed in one transaction when they arrive faster than one fsync each
-CLOCK_CHECK_S = 10.0  # how stale the NTP-synced flag may be; asking costs a timedatectl run
 
 
 @dataclass
@@ -56,7 +56,6 @@ class Instruments:
         self.state: dict[str, InstrumentState] = {}
         self._serial: dict[str, str | None] = {}
         self.readers: list = []
-        self._synced: tuple[bool, float] | None = None
         self._pending: list[tuple] = []  # (reader config, state, reading, batch item) awaiting flush()
 
     def start(self) -> None:
@@ -119,7 +118,7 @@ class Instruments:
         try:
             parts = instrument_record(rc, serial, reading, self.cfg.strip_types)
             item = instrument_item(self.recorder, parts, instrument_key(rc.name, serial), reading.record,
-                                   reading.stamp, synced=self._clock_synced())
+                                   reading.stamp, synced=clock.clock_synced())
         except StationError as exc:
             self._not_recorded(rc, st, reading, exc)
             return
@@ -156,14 +155,6 @@ class Instruments:
         st.not_recorded += 1
         log.error("instrument %s record %d: NOT recorded: %s", rc.name, reading.record, exc)
         self._keep(st, "not-recorded", str(exc), reading.raw)
-
-    def _clock_synced(self) -> bool:
-        from station.host import clock
-
-        now = time.monotonic()
-        if self._synced is None or now - self._synced[1] > CLOCK_CHECK_S:
-            self._synced = (clock.clock_synced(), now)
-        return self._synced[0]
 
     def _fault(self, st: InstrumentState, f) -> None:
         if f.kind == "garbage":

@@ -140,8 +140,8 @@ class Recorder:
 
 def instrument_item(recorder: Recorder, parts: dict, key: str, record: int, stamp: str, *, synced: bool):
     """One instrument record as a journal batch item: the signed v1 message plus its duplicate key, which
-    station/journal/batch.py writes in the same transaction. synced is the caller's recent clock_synced():
-    asking timedatectl per record would cost ~15 ms each."""
+    station/journal/batch.py writes in the same transaction. synced is clock_synced(), which answers from its
+    cache, so a burst of records costs no timedatectl run each."""
     from station.journal.batch import Item
     from station.journal.instruments import claim
 

@@ -2,22 +2,19 @@
 """For serial instruments a replay or a fast reader delivers records in bursts; one fsync per record
 caps the journal at ~150 records/s on an SD card, one per burst does not. Each item has its own
 savepoint, so a duplicate (DuplicateRecord from its `also`) or an item whose message fails its
-checks is left out alone, without a seq, and the others still commit. This is Journal.append's
-insert, repeated; if Journal gains an append_many, this module can become a call to it."""
+checks is left out alone, without a seq, and the others still commit; each row goes in through
+Journal._insert, the same as append_many's."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from station.errors import JournalError, StationError
-from station.journal.chain import check_message
 from station.journal.damage import damage_or_error
 from station.journal.journal import Journal
 from station.journal.schema import Entry
 from station.protocol.result import GENESIS_PREV, RESULT_VERDICTS
-from station.protocol.wire import message_hash
 
 
 @dataclass(frozen=True)
@@ -43,13 +40,7 @@ def append_batch(journal: Journal, items: list[Item]) -> list[Entry | StationErr
         for it in items:
             db.execute("SAVEPOINT item")
             try:
-                message = it.make(seq, prev)
-                rid = check_message(journal.path, message, seq, prev, it.verdict, it.sample_id)
-                h, mono, prio = message_hash(message), time.monotonic(), it.verdict == "positive"
-                db.execute(
-                    "INSERT INTO results (seq, id, message, msg_hash, prev, verdict, sample_id, image_path,"
-                    " created_monotonic, priority) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
-                    (seq, rid, message, h, prev, it.verdict, it.sample_id, mono, int(prio)))
+                entry = journal._insert(seq, prev, it.make, it.verdict, it.sample_id, None, it.verdict == "positive")
                 if it.also is not None:
                     it.also(db, seq)
             except StationError as exc:
@@ -58,9 +49,8 @@ def append_batch(journal: Journal, items: list[Item]) -> list[Entry | StationErr
                 out.append(exc)
                 continue
             db.execute("RELEASE item")
-            out.append(Entry(seq, rid, message, h, prev, it.verdict, it.sample_id, None, False, False, None, mono,
-                             prio))
-            seq, prev = seq + 1, h
+            out.append(entry)
+            seq, prev = seq + 1, entry.msg_hash
         db.execute("COMMIT")
     except sqlite3.Error as exc:
         journal._rollback()

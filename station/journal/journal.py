@@ -129,18 +129,9 @@ class Journal(CheckpointsMixin):
             seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS_PREV)
             for it in items:
                 prio = it.verdict == "positive" if it.priority is None else it.priority
-                image = None if it.image_path is None else str(it.image_path)
-                message = it.make_message(seq, prev)
-                rid = check_message(self.path, message, seq, prev, it.verdict, it.sample_id)
-                h, mono = message_hash(message), time.monotonic()
-                self._db.execute(
-                    "INSERT INTO results (seq, id, message, msg_hash, prev, verdict, sample_id, image_path,"
-                    " created_monotonic, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seq, rid, message, h, prev, it.verdict, it.sample_id, image, mono, int(prio)),
-                )
-                out.append(Entry(seq, rid, message, h, prev, it.verdict, it.sample_id, image, False, False, None,
-                                 mono, prio))
-                seq, prev = seq + 1, h
+                entry = self._insert(seq, prev, it.make_message, it.verdict, it.sample_id, it.image_path, prio)
+                out.append(entry)
+                seq, prev = seq + 1, entry.msg_hash
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -150,6 +141,20 @@ class Journal(CheckpointsMixin):
             self._rollback()
             raise
         return out
+
+    def _insert(self, seq: int, prev: str, make_message: Callable[[int, str], bytes], verdict: str,
+                sample_id: str | None, image_path: str | Path | None, priority: bool) -> Entry:
+        """One row inside the caller's write transaction: the message is built and checked here, so every
+        way into the journal (a tray, an instrument burst) stores exactly what it signed."""
+        image = None if image_path is None else str(image_path)
+        message = make_message(seq, prev)
+        rid = check_message(self.path, message, seq, prev, verdict, sample_id)
+        h, mono = message_hash(message), time.monotonic()
+        self._db.execute(
+            "INSERT INTO results (seq, id, message, msg_hash, prev, verdict, sample_id, image_path,"
+            " created_monotonic, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, rid, message, h, prev, verdict, sample_id, image, mono, int(priority)))
+        return Entry(seq, rid, message, h, prev, verdict, sample_id, image, False, False, None, mono, priority)
 
     def _begin(self, doing: str) -> None:
         try:
