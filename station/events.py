@@ -61,8 +61,16 @@ class Instrument:
 
 
 @dataclass(frozen=True)
+class Scanned:
+    """A barcode/QR scanner thread read one code (a sample sheet or a producer's information card)."""
+
+    code: str
+    device: str = ""  # the scanner it came from, for logs and errors
+
+
+@dataclass(frozen=True)
 class Stop:
     """SIGTERM/SIGINT: stop between events, never inside one."""
 
 
-Event = Press | Scored | PublisherNote | StatusRequest | Instrument | Stop
+Event = Press | Scored | PublisherNote | StatusRequest | Instrument | Scanned | Stop
