@@ -134,6 +134,10 @@ def run_order_send(args: argparse.Namespace) -> int:
     out = send(TownBroker(args.broker, args.ca, args.cert, args.key_file), args.station, args.kind, body,
                load_or_create_town_key(args.key), args.kid, ttl_s=args.ttl, db_path=args.db, wait_s=args.wait)
     name = body.get("plan_id") or body.get("roster_id")
+    if out.get("not_sent"):
+        print(f"{args.kind} {name} v{body['version']} NOT sent: {args.station} already has v{out['station_version']}; "
+              "give the file a higher version", file=sys.stderr)
+        return 1
     told = {None: "", True: "; the station reports it applied",
             False: f"; the station did NOT report it within {args.wait:.0f} s (reports version "
                    f"{out['station_version']}; see its log)"}[out["applied"]]

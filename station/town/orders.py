@@ -57,7 +57,8 @@ def load_body(path: str | Path, kind: str) -> dict:
 def send(broker, station_path: str, kind: str, body: dict, key, kid: str, *, ttl_s: int = 3600,
          db_path: str | Path | None = None, wait_s: float = 0.0, timeout: float = 10.0) -> dict:
     """Sign and publish (QoS 1, not retained: a resend of an old order must not wait on the broker for a
-    station). With wait_s, watch the station's retained status until it reports this version."""
+    station). With wait_s, read the station's retained status first (a station already at this version or
+    a newer one would refuse it: nothing is sent) and then watch it until it reports this version."""
     from station.protocol.mqtt import make_client
 
     if not 60 <= ttl_s <= MAX_TTL_S:
@@ -81,6 +82,14 @@ def send(broker, station_path: str, kind: str, body: dict, key, kid: str, *, ttl
         raise StationError(f"broker {broker.url}: {exc}") from None
     client.loop_start()
     try:
+        if wait_s > 0:
+            client.subscribe(status_topic, qos=1)
+            settle = time.monotonic() + min(2.0, wait_s)
+            while time.monotonic() < settle and "version" not in seen:
+                time.sleep(0.05)
+            if seen.get("version", 0) >= body["version"]:
+                return {"station": station_path, "kind": kind, "version": body["version"], "bytes": 0,
+                        "applied": False, "station_version": seen["version"], "not_sent": True}
         info = client.publish(topics.station_topic(station_path, "cmd"), message, qos=1, retain=False)
         info.wait_for_publish(timeout)
         if not info.is_published():
@@ -89,11 +98,10 @@ def send(broker, station_path: str, kind: str, body: dict, key, kid: str, *, ttl
             record_sent(db_path, station_path, kind, body, message)
         applied = None
         if wait_s > 0:
-            client.subscribe(status_topic, qos=1)
             deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and seen.get("version", 0) < body["version"]:
+            while time.monotonic() < deadline and seen.get("version", 0) != body["version"]:
                 time.sleep(0.2)
-            applied = seen.get("version", 0) >= body["version"]
+            applied = seen.get("version", 0) == body["version"]
     finally:
         client.disconnect()
         client.loop_stop()
