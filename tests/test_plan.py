@@ -3,9 +3,11 @@
 # orders refused and counted).
 from __future__ import annotations
 
+import csv
 import json
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -232,6 +234,10 @@ def test_plan_sent_by_the_town_is_applied_cited_counted_and_bad_orders_refused(l
     wait_for(lambda: daemon.status()["acked_seq"] >= len(results), 20, "the town to hold every result")
     rows = json.loads(station_cmd("town", "plan", "show", "--db", str(rig.town_db), "--json").stdout)
     assert [(r["task"], r["done"], r["quota"]) for r in rows] == [("T-jiucai", 2, 4)]
+    month = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    station_cmd("town", "report", "--db", str(rig.town_db), "--month", month, "--out", str(tmp_path / "m.csv"))
+    (row,) = csv.DictReader((tmp_path / "m.csv").open(encoding="utf-8"))
+    assert (row["plan_done"], row["plan_quota"]) == ("2", "4")
 
     # Forged, expired, replayed and older orders are refused, each counted with its reason.
     key = load_or_create_town_key(rig.town_key)
