@@ -14,10 +14,11 @@ from station.config import StationConfig
 from station.decide.catalog import daemon_catalog
 from station.decide.qc import lot_blocked
 from station.errors import JournalDamagedError, JournalError, StationError, StorageError
-from station.events import Event, Instrument, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
+from station.events import Event, Instrument, Order, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
 from station.host import clock, sdnotify
 from station.journal import Journal, JournalStats
+from station.orders import Orders
 from station.protocol import signing
 from station.record import Recorder, bad_sample_id
 from station.workflow.job import Workflow
@@ -43,6 +44,7 @@ class Daemon:
         self.journal, self.journal_problem = self._try_open_journal()
         # Learned strip types (calib learn) over the config's, then calibrations: what `station score --home` uses.
         self.strip_types, self.calibrations = daemon_catalog(cfg.strip_types, home.root)
+        self.orders = Orders(home.root)  # the town's plan and roster; changed only by the loop (Order events)
         self.camera = None
         self.panel = None
         self.publisher = None
@@ -76,7 +78,8 @@ class Daemon:
             if hasattr(device, "probe"):
                 device.probe()
         recorder = Recorder(self.cfg, self.key, self.boot, self.journal, self.home.images, self.calibrations,
-                            notify=lambda: self.publisher and self.publisher.notify(), reserve=self.reserve)
+                            notify=lambda: self.publisher and self.publisher.notify(), reserve=self.reserve,
+                            orders=self.orders)
         self.workflow = Workflow(
             strip_types=self.strip_types, default_type=self.cfg.assay.strip_type, retakes=self.cfg.assay.retakes,
             wait_incubation=self.cfg.assay.wait_incubation, camera=self.camera, panel=self.panel,
@@ -117,7 +120,7 @@ class Daemon:
                       "(copy the town's JWK there)", trust)
         settings = PublisherSettings.from_config(self.cfg.broker, self.cfg.station, self.home.journal,
                                                  trust if trusted else None, base_dir=self.cfg.home, boot=self.boot)
-        return Publisher(settings, self.key, on_event=lambda ev: self.post(PublisherNote(ev)),
+        return Publisher(settings, self.key, on_event=lambda ev: self.post(ev.order or PublisherNote(ev)),
                          clock_synced=clock.clock_synced)
 
     def stop(self) -> None:
@@ -173,8 +176,12 @@ class Daemon:
                 self.workflow.press(ev)
             case Scored():
                 self.workflow.scored(ev)
+            case Order():
+                self.orders.apply(ev)
+                self._publish_status()
             case PublisherNote():
-                # The publisher logs its own events; the loop only refreshes the status the town sees.
+                # The publisher logs its own events; the loop counts refused orders, refreshes the town's status.
+                self.orders.note(ev.event)
                 if getattr(ev.event, "kind", "") in ("connected", "acked", "quarantined"):
                     self._publish_status()
             case StatusRequest():
@@ -303,13 +310,16 @@ class Daemon:
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
             "refusing": self._refusal(), "disk_reserve": self.reserve.held,
             "instruments": self.instruments.status() if self.instruments else [],
+            "orders": self.orders.status(),
         }
 
     def _publish_status(self) -> None:
         if self.publisher:
             st = self.status()
             self.publisher.update_status(state=st["state"], disk_pct=st["disk_pct"], disk_level=st["disk"],
-                                         clock_synced=st["clock_synced"], boot=self.boot, town_key=st["town_key"])
+                                         clock_synced=st["clock_synced"], boot=self.boot, town_key=st["town_key"],
+                                         plan_version=st["orders"]["plan_version"],
+                                         roster_version=st["orders"]["roster_version"])
 
     def _control_request(self, req: dict) -> dict:
         """Runs on a socket thread: post to the loop and wait for its answer."""
@@ -333,7 +343,8 @@ class Daemon:
                     return {"ok": False, "error": blocked}
             wait = req.get("wait", True)
             # The same event the button posts, carrying this request's sample, strip type and reply.
-            self.post(Press("socket", req.get("sample"), req.get("strip_type"), put, None if wait else put))
+            self.post(Press("socket", req.get("sample"), req.get("strip_type"), task=req.get("task"),
+                            product=req.get("product"), reply=put, started=None if wait else put))
             # Even --no-wait waits for the loop to take the press: "queued" for a press ignored as busy is a lie.
             timeout = REPLY_TIMEOUT_S + self.workflow.incubation_s(req.get("strip_type")) if wait else 10.0
             try:
@@ -355,7 +366,11 @@ class Daemon:
             return (f"strip type {str(st)[:40]!r} unknown; known: {', '.join(sorted(self.strip_types))}")
         if not isinstance(req.get("wait", True), bool):
             return "wait must be true or false"
-        return bad_sample_id(req.get("sample"))
+        product = req.get("product")
+        if product is not None and (not isinstance(product, str) or not 0 < len(product) <= 64):
+            return "product must be text of 1..64 characters"
+        return self.orders.bad_task(req.get("task"), self.strip_types[st or self.cfg.assay.strip_type].analyte) \
+            or bad_sample_id(req.get("sample"))
 
 
 def _open_journal(home: Home) -> Journal:

@@ -24,6 +24,8 @@ class Press:
     origin: str  # "button" or "socket"
     sample: str | None = None
     strip_type: str | None = None
+    task: str | None = None  # the plan task the operator named (`station press --task`)
+    product: str | None = None  # the product sampled, as the plan names it
     reply: Reply | None = None  # the outcome: results, or why the press was not taken
     started: Reply | None = None  # told once the loop has taken the press (`station press --no-wait`)
 
@@ -69,8 +71,17 @@ class Scanned:
 
 
 @dataclass(frozen=True)
+class Order:
+    """A town-signed order the publisher verified (signature, expiry, nonce); the loop applies it."""
+
+    kind: str  # "plan" | "roster"
+    body: dict
+    message: bytes = b""  # the signed command as received, kept with what it set
+
+
+@dataclass(frozen=True)
 class Stop:
     """SIGTERM/SIGINT: stop between events, never inside one."""
 
 
-Event = Press | Scored | PublisherNote | StatusRequest | Instrument | Scanned | Stop
+Event = Press | Scored | PublisherNote | StatusRequest | Instrument | Scanned | Order | Stop

@@ -47,7 +47,7 @@ def reading_of(strip) -> dict[str, Any]:
 
 
 def message_factory(*, cfg, key, boot: dict, read_at: str, clock_synced: bool, sample: dict, strip,
-                    strip_type, image_sha256: str | None, calibration=None
+                    strip_type, image_sha256: str | None, calibration=None, task: str | None = None
                     ) -> Callable[[int, str], bytes]:
     """The journal calls this inside its transaction, once seq and prev are fixed.
 
@@ -63,7 +63,7 @@ def message_factory(*, cfg, key, boot: dict, read_at: str, clock_synced: bool, s
             strip={"type": strip_type.name, "analyte": strip_type.analyte, "lot": lot, "slot": strip.slot},
             reading=reading_of(strip), verdict=strip.verdict, quality=list(strip.quality),
             calibration=record_calibration(calibration, strip_type.cutoff),
-            image_sha256=image_sha256, source="camera", estimate=estimate(calibration, strip.tc_ratio),
+            image_sha256=image_sha256, source="camera", estimate=estimate(calibration, strip.tc_ratio), task=task,
         )
         return signing.sign_jws(payload, key, cfg.station.kid, RESULT_TYP)
 
@@ -83,10 +83,11 @@ class Recorder:
     """Commits a photograph's decided strips; the loop calls it before it shows, prints or sends anything."""
 
     def __init__(self, cfg, key, boot: int, journal: Journal, images: Path, calibrations: dict,
-                 notify: Callable[[], None], reserve: Reserve | None = None):
+                 notify: Callable[[], None], reserve: Reserve | None = None, orders=None):
         self.cfg, self.key, self.boot, self.journal = cfg, key, boot, journal
         self.images, self.calibrations, self.notify = images, calibrations, notify
         self.reserve = reserve  # released if the disk fills between the press and the commit
+        self.orders = orders  # station.orders.Orders: which plan task a result counts toward
 
     def record(self, job, frame, strips: list, strip_type) -> tuple[list[dict], str | None, bool]:
         """Data first: the photograph and every result are durable before anyone is shown or sent them.
@@ -105,12 +106,13 @@ class Recorder:
         read_at, synced = now_rfc3339(), clock.clock_synced()
         boot = {"counter": self.boot, "monotonic_s": round(time.monotonic(), 3)}
         pending = []
+        task, sample = self.task_of(job, strip_type.analyte)
         for strip in strips:
             sample_id = self.sample_id(job, strip, len(strips))
             make = message_factory(
                 cfg=self.cfg, key=self.key, boot=boot, read_at=read_at, clock_synced=synced,
-                sample={"id": sample_id, "producer": None}, strip=strip, strip_type=strip_type,
-                image_sha256=image_sha, calibration=self.calibrations.get(strip_type.name),
+                sample={"id": sample_id, "producer": None, **sample}, strip=strip, strip_type=strip_type,
+                image_sha256=image_sha, calibration=self.calibrations.get(strip_type.name), task=task,
             )
             pending.append(Pending(make, strip.verdict, sample_id, str(image_path)))
         try:
@@ -122,9 +124,16 @@ class Recorder:
         for entry, strip in zip(entries, strips, strict=True):
             log.info("result %s: sample %s slot %d %s T/C=%s", entry.id, entry.sample_id, strip.slot, strip.verdict,
                      strip.tc_ratio)
-            out.append(summary(entry, strip))
+            out.append({**summary(entry, strip), "task": task})
         self.notify()
         return out, None, False
+
+    def task_of(self, job, analyte: str) -> tuple[str | None, dict]:
+        """(the plan task the results count toward or None, the sample's product field when one is known)."""
+        named, product = getattr(job, "task", None), getattr(job, "product", None)
+        task = self.orders.task_for(named, analyte, product) if self.orders else None
+        product = product or (self.orders.product_of(task) if self.orders else None)
+        return task, ({"product": product} if product else {})
 
     def sample_id(self, job, strip, n_strips: int) -> str:
         """Operator's id (with /slot on a tray), else the cassette's own QR, else one generated per cassette."""

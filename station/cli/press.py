@@ -14,13 +14,17 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--sample", help="sample id to record (default: QR on the photograph, else generated)")
     p.add_argument("--strip-type", help="strip type for this sample (default: the configured one)")
+    p.add_argument("--task", help="the town plan's task this sample counts toward (default: the only open task "
+                   "for the strip's analyte and the product, if exactly one; see `station plan`)")
+    p.add_argument("--product", help="the product sampled, as the town's plan names it (e.g. 韭菜)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     home = home_of(args)
     reply = request(home.control_socket, {"cmd": "press", "wait": not args.no_wait, "sample": args.sample,
-                                           "strip_type": args.strip_type},
+                                           "strip_type": args.strip_type, "task": args.task,
+                                           "product": args.product},
                     # The daemon always answers, after incubation if the strip type needs it.
                     timeout=15 if args.no_wait else 3600)
     if args.json:
@@ -29,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
         print("pressed")
     else:
         rows = [[r["id"], r["sample"], r["slot"], r["verdict"], "-" if r["tc_ratio"] is None else
-                 f"{r['tc_ratio']:.3f}", ",".join(r["quality"]) or "-"] for r in reply.get("results", [])]
+                 f"{r['tc_ratio']:.3f}", ",".join(r["quality"]) or "-", r.get("task") or "-"]
+                for r in reply.get("results", [])]
         if rows:
-            print(table(rows, ["id", "sample", "slot", "verdict", "T/C", "quality"]))
+            print(table(rows, ["id", "sample", "slot", "verdict", "T/C", "quality", "task"]))
         if reply.get("retake"):
             print(f"retake: {reply['retake']}")
         if reply.get("error"):

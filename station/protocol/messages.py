@@ -1,4 +1,4 @@
-# Town <-> station control messages: signed acks, commands (resend) and station checkpoints.
+# Town <-> station control messages: signed acks, commands (resend, plan, roster) and station checkpoints.
 # Pure functions: building and verifying them needs no MQTT, so every refusal path is unit-testable.
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from station.errors import Refused, SignatureError
+from station.protocol.plans import ORDER_BODIES
 from station.protocol.signing import jws_header, sign_jws, verify_jws
 from station.protocol.wire import message_hash, now_rfc3339
 
@@ -18,7 +19,8 @@ CMD_TYP = "nongan-cmd+json"
 CHECKPOINT_TYP = "nongan-checkpoint+json"
 WITHHELD_TYP = "nongan-withheld+json"
 
-KNOWN_COMMANDS = ("resend",)
+KNOWN_COMMANDS = ("resend", *ORDER_BODIES)
+MAX_COMMAND_BYTES = 1 << 20    # a roster of MAX_PRODUCERS fits; anything larger is refused unparsed
 MAX_TTL_S = 24 * 3600          # a command may not claim to be valid for more than a day
 CLOCK_SKEW_S = 30              # tolerated clock difference between town and a synchronised station
 MAX_RESEND_RANGE = 100_000
@@ -122,7 +124,7 @@ def build_resend(key: Ed25519PrivateKey, kid: str, station_path: str, from_seq: 
 
 
 def verify_command(message: bytes, town_key: Ed25519PublicKey | None, station_path: str, *,
-                   now: float | None, remember_nonce: Callable[[str, int], bool]) -> Command:
+                   now: float | None, remember_nonce: Callable[[str, int], bool]) -> Command | OrderCommand:
     """Verify a town command; raises Refused with the reason.
 
     `now` is a TRUSTED unix time or None. The caller passes the station clock only when it is NTP
@@ -131,10 +133,14 @@ def verify_command(message: bytes, town_key: Ed25519PublicKey | None, station_pa
     still only once per nonce (nonces are remembered until their expiry). The nonce is consumed last,
     so a command refused for another reason does not burn it.
     """
+    if len(message) > MAX_COMMAND_BYTES:
+        raise Refused("command", f"{len(message)} bytes, larger than the {MAX_COMMAND_BYTES} allowed")
     p = _verify("command", message, town_key, CMD_TYP, station_path)
     cmd = p.get("cmd")
     if cmd not in KNOWN_COMMANDS:
         raise Refused("command", f"unknown command {cmd!r} (this station knows {', '.join(KNOWN_COMMANDS)})")
+    if cmd in ORDER_BODIES:
+        return verify_order(p, message, now=now, remember_nonce=remember_nonce)
     from_seq = _int(p, "from_seq", "command", 1)
     to_seq = _int(p, "to_seq", "command", 1)
     if to_seq < from_seq:
@@ -153,6 +159,49 @@ def verify_command(message: bytes, town_key: Ed25519PublicKey | None, station_pa
     if not remember_nonce(nonce, expires):
         raise Refused("command", f"nonce {nonce!r} already used (replay)")
     return Command(cmd, from_seq, to_seq, nonce, expires, now is not None, message)
+
+
+@dataclass(frozen=True)
+class OrderCommand:
+    """A verified plan or roster: `body` is its checked fields plus issued_at; the loop judges the version."""
+
+    cmd: str
+    body: dict
+    nonce: str
+    expires: int
+    message: bytes = field(repr=False)
+
+
+def build_order(key: Ed25519PrivateKey, kid: str, station_path: str, cmd: str, body: dict, nonce: str,
+                expires: int, issued_at: int) -> bytes:
+    """A signed plan or roster command; body is {plan_id|roster_id, version, tasks|producers}."""
+    payload = {"v": 1, "station": station_path, "cmd": cmd, "nonce": nonce, "expires": expires,
+               "issued_at": issued_at, **body}
+    return sign_jws(payload, key, kid, CMD_TYP)
+
+
+def verify_order(p: dict, message: bytes, *, now: float | None,
+                 remember_nonce: Callable[[str, int], bool]) -> OrderCommand:
+    """A plan or roster replaces what the station works to, so unlike a resend it is never taken on an
+    untrusted clock: an old captured order could otherwise be replayed once its nonce was forgotten."""
+    cmd = p["cmd"]
+    body = ORDER_BODIES[cmd](p)
+    expires = _int(p, "expires", cmd, 1)
+    issued_at = _int(p, "issued_at", cmd, 1)
+    nonce = p.get("nonce")
+    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
+        raise Refused(cmd, "nonce must be a string of 8..128 characters")
+    if now is None:
+        raise Refused(cmd, "no trusted time (clock not synchronised, no town ack yet): expiry cannot be judged")
+    if expires < now - CLOCK_SKEW_S:
+        raise Refused(cmd, f"expired {int(now - expires)} s ago")
+    if expires > now + MAX_TTL_S + CLOCK_SKEW_S:
+        raise Refused(cmd, f"expiry {int(expires - now)} s ahead exceeds the {MAX_TTL_S} s limit")
+    if issued_at > now + CLOCK_SKEW_S or issued_at > expires:
+        raise Refused(cmd, f"issued_at {issued_at} lies in the future or after its expiry")
+    if not remember_nonce(nonce, expires):
+        raise Refused(cmd, f"nonce {nonce!r} already used (replay)")
+    return OrderCommand(cmd, {**body, "issued_at": issued_at}, nonce, expires, message)
 
 
 # ---------------------------------------------------------------- checkpoints

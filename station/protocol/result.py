@@ -56,6 +56,7 @@ def build_result_payload(
     source: str,
     estimate: Mapping[str, Any] | None = None,
     instrument: Mapping[str, Any] | None = None,
+    task: str | None = None,
 ) -> dict:
     """A validated v1 record. Mappings are copied, so later changes by the caller do not leak in.
 
@@ -84,6 +85,8 @@ def build_result_payload(
         payload["estimate"] = _plain(estimate)
     if instrument is not None:  # optional: serial-instrument results only; towns that ignore it keep working
         payload["instrument"] = _plain(instrument)
+    if task is not None:  # optional: the plan task the result counts toward (station/orders.py)
+        payload["task"] = task
     validate_payload(payload)
     return payload
 

@@ -1,4 +1,5 @@
-# What the town sends the publisher: signed acks (checked against the journal), resend commands; trusted time.
+# What the town sends the publisher: signed acks (checked against the journal), commands; trusted time.
+# A verified plan or roster goes to the loop as an events.Order (the loop owns what the station works to).
 #
 # Threads
 #   worker  TownReplies and TrustedTime.saw_ack: acks and commands arrive through the worker's inbox.
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from station.errors import Refused, StationError
-from station.protocol.messages import Ack, ack_time_unix, verify_ack, verify_command
+from station.events import Order
+from station.protocol.messages import Ack, OrderCommand, ack_time_unix, verify_ack, verify_command
 from station.publisher.checkpoints import Checkpoints
 from station.publisher.session import Emit, Session
 
@@ -100,6 +102,11 @@ class TownReplies:
             cmd = verify_command(payload, self.town_key, self.station_path, now=now, remember_nonce=remember)
         except Refused as r:
             self._emit("refused", detail=str(r))
+            return
+        if isinstance(cmd, OrderCommand):
+            what = f"{cmd.cmd} {cmd.body.get('plan_id') or cmd.body.get('roster_id')} v{cmd.body['version']}"
+            self._emit("order", detail=f"{what} verified; handed to the station loop",
+                       order=Order(cmd.cmd, cmd.body, cmd.message))
             return
         last = self.journal.stats().last_seq
         to = min(cmd.to_seq, last)

@@ -3,16 +3,19 @@
 # Threads: none of its own; frozen values the worker builds and hands to the loop, callers and supervisor.
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class PublisherEvent:
-    """kind: connected | disconnected | unreachable | acked | refused | quarantined | rebuilt | command | wedged."""
+    """kind: connected | disconnected | unreachable | acked | refused | quarantined | rebuilt | command | order
+    | wedged. An order event carries the verified events.Order for the loop to apply."""
 
     kind: str
     seq: int | None = None
     detail: str = ""
+    order: Any = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.kind}{'' if self.seq is None else f' #{self.seq}'}{f': {self.detail}' if self.detail else ''}"

@@ -22,7 +22,7 @@ log = logging.getLogger("station.publisher")   # the publisher's log name, which
 class Emit(Protocol):
     """The publisher's event reporter (Publisher._emit), as its helpers call it."""
 
-    def __call__(self, kind: str, seq: int | None = None, detail: str = "") -> None: ...
+    def __call__(self, kind: str, seq: int | None = None, detail: str = "", order: Any = None) -> None: ...
 
 
 @dataclass

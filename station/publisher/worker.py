@@ -138,9 +138,9 @@ class Worker:
         self._rebuild_reason = reason
         self._wake.set()
 
-    def emit(self, kind: str, seq: int | None = None, detail: str = "") -> None:
-        ev = PublisherEvent(kind, seq, detail)
-        level = logging.DEBUG if kind == "acked" else logging.INFO if kind in ("connected", "command") \
+    def emit(self, kind: str, seq: int | None = None, detail: str = "", order: Any = None) -> None:
+        ev = PublisherEvent(kind, seq, detail, order)
+        level = logging.DEBUG if kind == "acked" else logging.INFO if kind in ("connected", "command", "order") \
             else logging.WARNING
         log.log(level, "%s", ev)
         if self.on_event is not None:

@@ -83,6 +83,32 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
     vp.add_argument("--duration", type=float, metavar="S", help="exit after S seconds (demos, tests)")
     vp.set_defaults(func=run_serve)
 
+    for kind, what in (("plan", "the town's test plan (tasks: product, analytes, quota, window, deadline)"),
+                       ("roster", "the roster of registered producers (id, name, contact, origin)")):
+        op = tsub.add_parser(kind, help=f"send {what} to a station")
+        osub = op.add_subparsers(dest="order_command", metavar="ACTION", required=True)
+        s = osub.add_parser("send", help="sign FILE (.toml or .json) with the town key and send it to --station")
+        s.add_argument("file", metavar="FILE")
+        s.add_argument("--station", required=True, metavar="PATH", help="district/town/village/station")
+        s.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+        s.add_argument("--key", required=True, metavar="FILE", help="town Ed25519 signing key (as for listen)")
+        s.add_argument("--kid", default="town/1")
+        s.add_argument("--db", metavar="FILE", help="town database: keep what was sent (plan fulfilment reports)")
+        s.add_argument("--ttl", type=int, default=3600, metavar="S", help="the command expires after S seconds "
+                       "(default 3600, at most 86400); the station must be online to receive it")
+        s.add_argument("--wait", type=float, default=0.0, metavar="S",
+                       help="wait up to S seconds for the station's status to report this version")
+        s.add_argument("--ca", metavar="FILE", help="CA certificate (mqtts)")
+        s.add_argument("--cert", metavar="FILE", help="client certificate (mqtts)")
+        s.add_argument("--key-file", metavar="FILE", help="client certificate key (mqtts)")
+        s.set_defaults(func=run_order_send, kind=kind)
+        if kind == "plan":
+            f = osub.add_parser("show", help="plan fulfilment per station (done/quota) from the stored results")
+            f.add_argument("--db", required=True, metavar="FILE")
+            f.add_argument("--station", metavar="PATH")
+            f.add_argument("--json", action="store_true")
+            f.set_defaults(func=run_plan_show)
+
     kp = tsub.add_parser("pubkey", help="print the town public key as a JWK for stations to trust")
     kp.add_argument("--key", required=True, metavar="FILE", help="town signing key (created 0600 if missing)")
     kp.add_argument("--kid", default="town/1")
@@ -94,6 +120,47 @@ def run_pubkey(args: argparse.Namespace) -> int:
 
     key = load_or_create_town_key(args.key)
     print(json.dumps(town_public_jwk(key, args.kid), indent=2))
+    return 0
+
+
+def run_order_send(args: argparse.Namespace) -> int:
+    from station.town.listener import TownBroker
+    from station.town.orders import load_body, send
+    from station.town.trust import load_or_create_town_key
+
+    body = load_body(args.file, args.kind)
+    if not Path(args.key).is_file():
+        raise StationError(f"--key {args.key}: town signing key not found (the one `station town listen` uses)")
+    out = send(TownBroker(args.broker, args.ca, args.cert, args.key_file), args.station, args.kind, body,
+               load_or_create_town_key(args.key), args.kid, ttl_s=args.ttl, db_path=args.db, wait_s=args.wait)
+    name = body.get("plan_id") or body.get("roster_id")
+    if out.get("not_sent"):
+        print(f"{args.kind} {name} v{body['version']} NOT sent: {args.station} already has v{out['station_version']}; "
+              "give the file a higher version", file=sys.stderr)
+        return 1
+    told = {None: "", True: "; the station reports it applied",
+            False: f"; the station did NOT report it within {args.wait:.0f} s (reports version "
+                   f"{out['station_version']}; see its log)"}[out["applied"]]
+    print(f"{args.kind} {name} v{body['version']} sent to {args.station} ({out['bytes']} bytes){told}")
+    return 1 if out["applied"] is False else 0
+
+
+def run_plan_show(args: argparse.Namespace) -> int:
+    from station.town.monthly import open_readonly
+    from station.town.orders import fulfilment
+
+    db = open_readonly(args.db)
+    try:
+        rows = fulfilment(db, args.station)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif not rows:
+        print("no plan sent from this database (send with --db to keep it)")
+    for r in [] if args.json else rows:
+        print(f"{r['station']}  {r['plan_id']} v{r['version']}  {r['task']}  {r['product']}  "
+              f"{r['done']}/{r['quota']}  deadline {r['deadline']}")
     return 0
 
 

@@ -78,6 +78,8 @@ class StationMonth:
     unsynced_clock: int = 0
     missing_seq: int = 0
     refusals: int = 0
+    plan_done: int = 0      # the newest plan the town sent (town plan send --db): samples done, capped per task
+    plan_quota: int = 0
     last_seen: str | None = None
 
     @property
@@ -177,6 +179,12 @@ def _build(db: sqlite3.Connection, month: str, tz_name: str, tz: tzinfo, start: 
                                                      end.astimezone(UTC).isoformat()[:19])).fetchone()[0]
         sm.last_seen = db.execute("SELECT last_seen FROM stations WHERE station=?", (path,)).fetchone()[0] \
             if _has_column(db, "stations", "last_seen") else None
+    from station.town.orders import fulfilment
+
+    for row in fulfilment(db):
+        if row["station"] in stations:
+            stations[row["station"]].plan_done += min(row["done"], row["quota"])
+            stations[row["station"]].plan_quota += row["quota"]
     report.stations = sorted(stations.values(), key=lambda s: s.station)
     return report
 

@@ -24,6 +24,8 @@ class Job:
     origin: str  # "button" or "socket"
     sample_id: str | None = None
     strip_type_name: str | None = None
+    task: str | None = None  # the plan task named at the press; else station/orders.py matches one
+    product: str | None = None
     replies: list[Reply] = field(default_factory=list)
     attempt: int = 0
     id: int = field(default_factory=lambda: next(_job_ids))
@@ -91,7 +93,8 @@ class Workflow:
             if ev.reply:
                 ev.reply({"ok": False, "error": refusal})
             return
-        job = Job(origin=ev.origin, sample_id=ev.sample, strip_type_name=ev.strip_type)
+        job = Job(origin=ev.origin, sample_id=ev.sample, strip_type_name=ev.strip_type, task=ev.task,
+                  product=ev.product)
         if ev.reply:
             job.replies.append(ev.reply)
         self.job = job
