@@ -12,7 +12,6 @@ from station import diskguard, diskwait, photos
 from station.acquire import acquire
 from station.config import StationConfig
 from station.decide.catalog import daemon_catalog
-from station.decide.qc import lot_blocked
 from station.errors import JournalDamagedError, JournalError, StationError, StorageError
 from station.events import Event, Instrument, Order, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
@@ -21,6 +20,7 @@ from station.journal import Journal, JournalStats
 from station.orders import Orders
 from station.protocol import signing
 from station.record import Recorder, bad_sample_id
+from station.workflow.daily import Daily
 from station.workflow.job import Workflow
 
 log = logging.getLogger("station.app")
@@ -45,6 +45,9 @@ class Daemon:
         # Learned strip types (calib learn) over the config's, then calibrations: what `station score --home` uses.
         self.strip_types, self.calibrations = daemon_catalog(cfg.strip_types, home.root)
         self.orders = Orders(home.root)  # the town's plan and roster; changed only by the loop (Order events)
+        # Lots, daily control cards, re-tests (issue 11); reads the lot file and the journal on the loop.
+        self.daily = Daily(home.root, lambda: self.journal, self.calibrations, cfg.assay.strip_type,
+                           clock.clock_synced)
         self.camera = None
         self.panel = None
         self.publisher = None
@@ -79,7 +82,7 @@ class Daemon:
                 device.probe()
         recorder = Recorder(self.cfg, self.key, self.boot, self.journal, self.home.images, self.calibrations,
                             notify=lambda: self.publisher and self.publisher.notify(), reserve=self.reserve,
-                            orders=self.orders)
+                            orders=self.orders, daily=self.daily)
         self.workflow = Workflow(
             strip_types=self.strip_types, default_type=self.cfg.assay.strip_type, retakes=self.cfg.assay.retakes,
             wait_incubation=self.cfg.assay.wait_incubation, camera=self.camera, panel=self.panel,
@@ -214,7 +217,7 @@ class Daemon:
             if refused:
                 log.error(refused)
             else:
-                log.warning("disk %.1f%% used: samples accepted again", self.disk.used_pct)
+                log.warning("samples accepted again (disk %.1f%% used)", self.disk.used_pct)
             self.workflow.refresh_panel()
             self._publish_status()
 
@@ -223,8 +226,8 @@ class Daemon:
         if self.panel and self.state == StationState.IDLE and self.panel.state != verdict:
             self.panel.show(verdict)
 
-    def _refusal(self) -> str | None:
-        """Why no new sample may be taken now, in the words the operator and the log get; None if it may."""
+    def _refusal(self, press: Press | None = None) -> str | None:
+        """Why no new sample (or this press) may be taken now, in the words the operator and the log get."""
         if self.journal is None:
             return (f"disk {self.disk.used_pct:.1f}% full: the journal cannot be opened ({self.journal_problem}); "
                     "waiting for space to be freed; no result has been lost")
@@ -234,16 +237,15 @@ class Daemon:
         if self.camera is None:
             return "this station has no camera ([camera] driver = \"none\"): results come from its instruments"
         if self.disk.level != "full":
-            return self._lot_refusal(None)
+            return self._lot_refusal(press.strip_type if press else None, press)
         return (f"disk {self.disk.used_pct:.1f}% full (limit {self.cfg.storage.refuse_pct}%): "
                 "new samples refused until space is freed; no result has been lost")
 
-    def _lot_refusal(self, strip_type: str | None) -> str | None:
-        """A lot whose latest control card broke Westgard 1-3s is refused, exactly like a failed control card.
-        The lot in use is the one the strip type's calibration was accepted for; read fresh on each press, so
-        `calib qc add` blocks or releases it without a restart."""
-        cal = self.calibrations.get(strip_type or self.cfg.assay.strip_type)
-        return lot_blocked(self.home.root, cal.lot) if cal else None
+    def _lot_refusal(self, strip_type: str | None, press: Press | None = None) -> str | None:
+        """The lot's gate (workflow/daily.py): expired, today's control cards not passed, Westgard 1-3s from
+        `calib qc add`; read fresh on each press and tick, so `station lot set`/`station qc` need no restart."""
+        return self.daily.refusal(strip_type, press)
+
     def _boot_counter(self) -> tuple[int, bool]:
         """This boot's counter and whether it is saved: a full disk must not stop start-up, only sampling."""
         counter = clock.next_boot_counter(self.home.state)
@@ -311,6 +313,7 @@ class Daemon:
             "refusing": self._refusal(), "disk_reserve": self.reserve.held,
             "instruments": self.instruments.status() if self.instruments else [],
             "orders": self.orders.status(),
+            **(self.daily.status() if self.journal else {}),
         }
 
     def _publish_status(self) -> None:
@@ -336,15 +339,12 @@ class Daemon:
             problem = self._bad_press(req) or (None if self.workflow else self._refusal() or "the station is starting")
             if problem:
                 return {"ok": False, "error": problem}
-            if req.get("strip_type"):
-                # The loop's refusal covers the default strip type (the button); a socket press may name another.
-                blocked = self._lot_refusal(req["strip_type"])
-                if blocked:
-                    return {"ok": False, "error": blocked}
             wait = req.get("wait", True)
-            # The same event the button posts, carrying this request's sample, strip type and reply.
+            # The same event the button posts, carrying this request's sample, strip type and reply; the loop
+            # checks the press's own lot and QC gate (workflow.press → _refusal(press)).
             self.post(Press("socket", req.get("sample"), req.get("strip_type"), task=req.get("task"),
-                            product=req.get("product"), reply=put, started=None if wait else put))
+                            product=req.get("product"), reply=put, started=None if wait else put,
+                            qc=req.get("qc"), retest_of=req.get("retest_of")))
             # Even --no-wait waits for the loop to take the press: "queued" for a press ignored as busy is a lie.
             timeout = REPLY_TIMEOUT_S + self.workflow.incubation_s(req.get("strip_type")) if wait else 10.0
             try:
@@ -369,6 +369,13 @@ class Daemon:
         product = req.get("product")
         if product is not None and (not isinstance(product, str) or not 0 < len(product) <= 64):
             return "product must be text of 1..64 characters"
+        if req.get("qc") not in (None, "negative", "positive"):
+            return f"qc control {str(req.get('qc'))[:40]!r}: one of negative, positive"
+        rt = req.get("retest_of")
+        if rt is not None and (not isinstance(rt, str) or not rt.rpartition(":")[2].isdigit()):
+            return f"retest_of {str(rt)[:60]!r}: a result id such as {self.cfg.station.id}:12"
+        if rt is not None and req.get("qc"):
+            return "a control card is not a re-test: give qc or retest_of, not both"
         return self.orders.bad_task(req.get("task"), self.strip_types[st or self.cfg.assay.strip_type].analyte) \
             or bad_sample_id(req.get("sample"))
 

@@ -152,3 +152,7 @@ class DaemonRefused(StationError, RuntimeError):
 
 class DuplicateRecord(StationError, ValueError):
     """An instrument record already stored (a replay, "print again", a repeated poll): ignored, never twice."""
+
+
+class LotError(StationError, ValueError):
+    """A cassette lot given to `station lot set` is malformed, or the lot store is unreadable."""

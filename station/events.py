@@ -28,6 +28,8 @@ class Press:
     product: str | None = None  # the product sampled, as the plan names it
     reply: Reply | None = None  # the outcome: results, or why the press was not taken
     started: Reply | None = None  # told once the loop has taken the press (`station press --no-wait`)
+    qc: str | None = None  # "negative" | "positive": a daily control card, not a sample (`station qc`)
+    retest_of: str | None = None  # the result id this press re-tests (`station press --retest-of`)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def reading_of(strip) -> dict[str, Any]:
 
 
 def message_factory(*, cfg, key, boot: dict, read_at: str, clock_synced: bool, sample: dict, strip,
-                    strip_type, image_sha256: str | None, calibration=None, task: str | None = None
+                    strip_type, image_sha256: str | None, calibration=None, task: str | None = None, mark=None
                     ) -> Callable[[int, str], bytes]:
     """The journal calls this inside its transaction, once seq and prev are fixed.
 
@@ -55,6 +55,9 @@ def message_factory(*, cfg, key, boot: dict, read_at: str, clock_synced: bool, s
     and with a fitted curve carries the estimated concentration; the verdict is still the cutoff's.
     """
     lot = calibration.lot if calibration else None
+    cal = record_calibration(calibration, strip_type.cutoff)
+    if mark is not None and mark.lot is not None:  # the lot set with `station lot set` (workflow/daily.py)
+        lot = cal["lot"] = mark.lot
 
     def make(seq: int, prev: str) -> bytes:
         payload = build_result_payload(
@@ -62,8 +65,8 @@ def message_factory(*, cfg, key, boot: dict, read_at: str, clock_synced: bool, s
             read_at=read_at, clock_synced=clock_synced, sample=sample,
             strip={"type": strip_type.name, "analyte": strip_type.analyte, "lot": lot, "slot": strip.slot},
             reading=reading_of(strip), verdict=strip.verdict, quality=list(strip.quality),
-            calibration=record_calibration(calibration, strip_type.cutoff),
-            image_sha256=image_sha256, source="camera", estimate=estimate(calibration, strip.tc_ratio), task=task,
+            calibration=cal, image_sha256=image_sha256, source="camera", task=task,
+            estimate=estimate(calibration, strip.tc_ratio), **(mark.fields if mark is not None else {}),
         )
         return signing.sign_jws(payload, key, cfg.station.kid, RESULT_TYP)
 
@@ -83,8 +86,9 @@ class Recorder:
     """Commits a photograph's decided strips; the loop calls it before it shows, prints or sends anything."""
 
     def __init__(self, cfg, key, boot: int, journal: Journal, images: Path, calibrations: dict,
-                 notify: Callable[[], None], reserve: Reserve | None = None, orders=None):
+                 notify: Callable[[], None], reserve: Reserve | None = None, orders=None, daily=None):
         self.cfg, self.key, self.boot, self.journal = cfg, key, boot, journal
+        self.daily = daily  # workflow/daily.Daily: lot, control cards, re-tests; None records plain results
         self.images, self.calibrations, self.notify = images, calibrations, notify
         self.reserve = reserve  # released if the disk fills between the press and the commit
         self.orders = orders  # station.orders.Orders: which plan task a result counts toward
@@ -97,6 +101,9 @@ class Recorder:
         so re-testing a tray never duplicates half of it at the town. fault means storage failed: the
         operator cannot fix that by photographing again, so the panel says "call the technician".
         """
+        problem = self.daily.check(job, strips) if self.daily else None
+        if problem:
+            return [], problem, False
         try:
             image_path, image_sha = with_reserve(self.reserve, "saving the photograph",
                                                  lambda: photos.save_image(self.images, frame.jpeg))
@@ -105,26 +112,33 @@ class Recorder:
             return [], f"photograph not saved ({exc}); nothing recorded", True
         read_at, synced = now_rfc3339(), clock.clock_synced()
         boot = {"counter": self.boot, "monotonic_s": round(time.monotonic(), 3)}
-        pending = []
+        pending, marks = [], []
         task, sample = self.task_of(job, strip_type.analyte)
         for strip in strips:
             sample_id = self.sample_id(job, strip, len(strips))
+            mark = self.daily.mark(job, strip, sample_id, strip_type.name) if self.daily else None
+            sample_id = mark.sample_id if mark else sample_id
             make = message_factory(
                 cfg=self.cfg, key=self.key, boot=boot, read_at=read_at, clock_synced=synced,
                 sample={"id": sample_id, "producer": None, **sample}, strip=strip, strip_type=strip_type,
-                image_sha256=image_sha, calibration=self.calibrations.get(strip_type.name), task=task,
+                image_sha256=image_sha, calibration=self.calibrations.get(strip_type.name), mark=mark,
+                task=None if mark is not None and mark.fields.get("kind") == "qc" else task,
             )
-            pending.append(Pending(make, strip.verdict, sample_id, str(image_path)))
+            pending.append(Pending(make, strip.verdict, sample_id, str(image_path), mark.priority if mark else None))
+            marks.append(mark.shown if mark else {})
         try:
             entries = with_reserve(self.reserve, "journaling the results", lambda: self.journal.append_many(pending))
         except StationError as exc:
             log.error("sample %d: NOT recorded (none of its %d cassettes): %s", job.id, len(strips), exc)
             return [], f"none of the {len(strips)} cassettes recorded: {exc}", True
         out = []
-        for entry, strip in zip(entries, strips, strict=True):
+        for entry, strip, shown in zip(entries, strips, marks, strict=True):
             log.info("result %s: sample %s slot %d %s T/C=%s", entry.id, entry.sample_id, strip.slot, strip.verdict,
                      strip.tc_ratio)
-            out.append({**summary(entry, strip), "task": task})
+            if shown.get("retest_required"):
+                log.warning("result %s: sample %s must be re-tested (station press --retest-of %s)", entry.id,
+                            entry.sample_id, shown.get("retest", {}).get("of", entry.id))
+            out.append({**summary(entry, strip), "task": task, **shown})
         self.notify()
         return out, None, False
 

@@ -34,18 +34,37 @@ def run(args: argparse.Namespace) -> int:
         entries = journal.entries(limit=args.limit)
         stats = journal.stats()
     out = []
-    for e in entries:
-        payload = unverified_payload(e.message)  # our own journal: the daemon checks it at every start
+    payloads = [unverified_payload(e.message) for e in entries]  # our own journal: checked at every start
+    for e, payload in zip(entries, payloads, strict=True):
         out.append({"seq": e.seq, "id": e.id, "sample": e.sample_id, "verdict": e.verdict,
                     "tc_ratio": payload["reading"].get("tc_ratio"), "read_at": payload["time"]["read_at"],
-                    "slot": payload["strip"]["slot"], "delivery": delivery(e)})
+                    "slot": payload["strip"]["slot"], "delivery": delivery(e), "kind": payload.get("kind", "result"),
+                    "lot": payload["strip"].get("lot"), "qc": payload.get("qc"), "retest": payload.get("retest"),
+                    "chain": chain_of(payload, payloads)})
     if args.json:
         print_json({"results": out, "last_seq": stats.last_seq, "acked_seq": stats.acked_seq,
                     "unacked": stats.unacked})
         return 0
     rows = [[r["seq"], r["sample"], r["slot"], r["verdict"],
-             "-" if r["tc_ratio"] is None else f"{r['tc_ratio']:.3f}", r["read_at"], r["delivery"]] for r in out]
-    print(table(rows, ["seq", "sample", "slot", "verdict", "T/C", "read at", "delivery"]))
+             "-" if r["tc_ratio"] is None else f"{r['tc_ratio']:.3f}", r["lot"] or "-", r["chain"] or "-",
+             r["read_at"], r["delivery"]] for r in out]
+    print(table(rows, ["seq", "sample", "slot", "verdict", "T/C", "lot", "QC / re-test", "read at", "delivery"]))
     print(f"{stats.last_seq} results; town acknowledged up to seq {stats.acked_seq}; {stats.unacked} not yet "
           "acknowledged")
     return 0
+
+
+def chain_of(payload: dict, shown: list[dict]) -> str | None:
+    """A QC record's outcome, a re-test's place in its chain, or where a first positive's chain stands (among
+    the results shown)."""
+    if payload.get("kind") == "qc":
+        qc = payload["qc"]
+        return f"QC {qc['control']} control {'passed' if qc['passed'] else 'FAILED'}"
+    rt = payload.get("retest")
+    if rt:
+        return f"re-test {rt['round']} of {rt['of']}: {rt['status']}"
+    if payload["verdict"] != "positive":
+        return None
+    later = [p["retest"] for p in shown if (p.get("retest") or {}).get("of") == payload["id"]]
+    last = max(later, key=lambda r: r["round"]) if later else None
+    return f"first test: {last['status']}" if last else "first test: awaiting re-test"

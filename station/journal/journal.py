@@ -21,6 +21,7 @@ from station.journal.damage import damage_or_error, set_aside
 from station.journal.schema import (
     APPLICATION_ID,
     COLUMNS,
+    SAMPLE_INDEX,
     Entry,
     JournalStats,
     Pending,
@@ -71,6 +72,8 @@ class Journal(CheckpointsMixin):
                 create_tables(self._db)
                 fsync_dir(self.path.parent)
             upgrade(self._db, self.path)  # a version-1 journal gains 'suspect' and the instrument tables
+            if check:  # the daemon's open: re-test chains and control cards are found by sample id (no-op if there)
+                self._db.execute(SAMPLE_INDEX)
         except sqlite3.Error as exc:
             raise damage_or_error(self.path, exc, "cannot open journal") from None
         if check:
@@ -194,6 +197,11 @@ class Journal(CheckpointsMixin):
         return self._select(
             "WHERE acked = 0 AND priority = 1 AND quarantined IS NULL ORDER BY seq LIMIT ?", (limit,)
         )
+
+    def by_samples(self, sample_ids: Sequence[str], limit: int = 200) -> list[Entry]:
+        """Newest first, the entries of these sample ids: a re-test chain, a lot's control cards."""
+        marks = ",".join("?" * len(sample_ids))
+        return self._select(f"WHERE sample_id IN ({marks}) ORDER BY seq DESC LIMIT ?", (*sample_ids, limit))
 
     def quarantined(self) -> list[Entry]:
         return self._select("WHERE quarantined IS NOT NULL ORDER BY seq")

@@ -36,6 +36,7 @@ CREATE INDEX IF NOT EXISTS results_unacked ON results (seq, published, acked) WH
 CREATE INDEX IF NOT EXISTS results_unacked_priority ON results (seq, verdict, acked, priority)
     WHERE acked = 0 AND priority = 1;
 CREATE INDEX IF NOT EXISTS results_quarantined ON results (seq) WHERE quarantined IS NOT NULL;
+CREATE INDEX IF NOT EXISTS results_sample ON results (sample_id);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     seq INTEGER PRIMARY KEY,
@@ -68,6 +69,9 @@ CREATE TABLE IF NOT EXISTS reader_faults (
 );
 """
 
+
+
+SAMPLE_INDEX = "CREATE INDEX IF NOT EXISTS results_sample ON results (sample_id)"
 
 
 def create_tables(db: sqlite3.Connection) -> None:

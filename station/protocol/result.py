@@ -57,6 +57,9 @@ def build_result_payload(
     estimate: Mapping[str, Any] | None = None,
     instrument: Mapping[str, Any] | None = None,
     task: str | None = None,
+    kind: str | None = None,
+    qc: Mapping[str, Any] | None = None,
+    retest: Mapping[str, Any] | None = None,
 ) -> dict:
     """A validated v1 record. Mappings are copied, so later changes by the caller do not leak in.
 
@@ -87,6 +90,10 @@ def build_result_payload(
         payload["instrument"] = _plain(instrument)
     if task is not None:  # optional: the plan task the result counts toward (station/orders.py)
         payload["task"] = task
+    # Optional (issue 11): a daily control card (kind qc + qc) or a re-test of a positive (retest).
+    for name, value in (("kind", kind), ("qc", qc), ("retest", retest)):
+        if value is not None:
+            payload[name] = _plain(value)
     validate_payload(payload)
     return payload
 
@@ -113,6 +120,39 @@ def validate_payload(payload: Any) -> None:
         raise RecordError("$.prev", "must be 64 zeros exactly when seq is 1")
     if "instrument" in payload and payload["source"] != "serial":
         raise RecordError("$.instrument", "only a serial-instrument result (source serial) carries it")
+    _check_qc_retest(payload, station_id)
+
+
+RETEST_ROUND_STATUS = {2: ("confirmed_positive", "disputed"), 3: ("resolved_positive", "resolved_negative")}
+RETEST_VERDICT = {"confirmed_positive": "positive", "resolved_positive": "positive", "disputed": "negative",
+                  "resolved_negative": "negative"}
+
+
+def _check_qc_retest(payload: dict, station_id: str) -> None:
+    """The rules between kind, qc, retest and the verdict that the schema cannot state."""
+    is_qc = payload.get("kind") == "qc"
+    if is_qc != ("qc" in payload):
+        raise RecordError("$.qc", "a QC record (kind qc) carries qc, and only a QC record does")
+    if is_qc:
+        qc = payload["qc"]
+        if "retest" in payload:
+            raise RecordError("$.retest", "a QC record is no sample result and is never a re-test")
+        if qc["passed"] != (payload["verdict"] == qc["control"]):
+            raise RecordError("$.qc.passed", f"is {qc['passed']} but a {qc['control']} control read "
+                              f"{payload['verdict']} (it passes exactly when it reads {qc['control']})")
+        if qc["strip_type"] != payload["strip"]["type"] or qc["lot"] != payload["strip"]["lot"]:
+            raise RecordError("$.qc", "strip_type and lot must be the record's strip type and lot")
+    rt = payload.get("retest")
+    if rt is not None:
+        of_station, _, of_seq = rt["of"].rpartition(":")
+        if of_station != station_id or int(of_seq) >= payload["seq"]:
+            raise RecordError("$.retest.of", f"{rt['of']!r} must be an earlier result of this station")
+        if rt["status"] not in RETEST_ROUND_STATUS[rt["round"]]:
+            raise RecordError("$.retest.status", f"round {rt['round']} is one of "
+                              f"{', '.join(RETEST_ROUND_STATUS[rt['round']])}, not {rt['status']}")
+        if payload["verdict"] != RETEST_VERDICT[rt["status"]]:
+            raise RecordError("$.retest.status", f"{rt['status']} needs verdict {RETEST_VERDICT[rt['status']]}, "
+                              f"not {payload['verdict']}")
 
 
 def _json_safe(value: Any, where: str) -> None:

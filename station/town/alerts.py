@@ -39,8 +39,8 @@ KINDS: dict[str, Kind] = {
 }
 # Refusal codes that mean a trusted station (or its key) misbehaves; junk from anyone else raises no alert.
 REFUSAL_ALERTS = ("equivocation", "broken-chain", "wrong-path", "checkpoint-mismatch")
-# QC runs on reference material are not produced by the firmware yet. When a record's sample carries
-# {"qc": "expect-positive" | "expect-negative"}, a verdict other than the expected one is a failed QC.
+# Daily control cards are records of kind "qc" with a qc object (qc.passed). Older records marked a reference
+# sample with {"qc": "expect-positive" | "expect-negative"}: a verdict other than the expected one failed.
 QC_EXPECT = {"expect-positive": "positive", "expect-negative": "negative"}
 
 
@@ -81,6 +81,20 @@ def result_alerts(db: sqlite3.Connection, path: str, seq: int, body: dict, now: 
               "strip": strip.get("type"), "verdict": verdict, "read_at": (body.get("time") or {}).get("read_at"),
               "tc_ratio": (body.get("reading") or {}).get("tc_ratio")}
     raised: list[str] = []
+    qc = body.get("qc") if body.get("kind") == "qc" and isinstance(body.get("qc"), dict) else None
+    if qc is not None:   # a daily control card (issue 11): it failed, or it is no finding at all
+        if qc.get("passed") is not True:
+            raise_alert(db, "qc-failed", path, seq, {**detail, "control": qc.get("control"), "lot": qc.get("lot"),
+                                                     "reason": qc.get("reason")}, f"qc:{path}:{seq}", now)
+            raised.append("qc-failed")
+        return raised
+    rt = body.get("retest") if isinstance(body.get("retest"), dict) else None
+    if rt is not None:   # a re-test cites its first test: the station's own chain decides, no guessing by sample
+        if rt.get("status") in ("confirmed_positive", "resolved_positive"):
+            detail.update(first=rt.get("of"), round=rt.get("round"), status=rt.get("status"))
+            raise_alert(db, "confirmed-positive", path, seq, detail, f"confirmed-positive:{path}:{seq}", now)
+            raised.append("confirmed-positive")
+        return raised
     expect = QC_EXPECT.get(sample.get("qc")) if isinstance(sample.get("qc"), str) else None
     if expect is not None:
         if verdict != expect:

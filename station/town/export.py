@@ -95,8 +95,8 @@ def records(db_path: str | Path, month: str, *, village: str | None = None, stat
             except SignatureError:
                 continue
             when = when_read(body, received_at)
-            if when is None or not start <= when < end or isinstance((body.get("sample") or {}).get("qc"), str) \
-                    and (body.get("sample") or {}).get("qc") in QC_EXPECT:
+            if when is None or not start <= when < end or body.get("kind") == "qc" or isinstance(
+                    (body.get("sample") or {}).get("qc"), str) and (body.get("sample") or {}).get("qc") in QC_EXPECT:
                 continue
             yield ExportRecord(path, seq, body, bytes(message), msg_hash, received_at,
                                when.astimezone(tz).isoformat(timespec="seconds"))

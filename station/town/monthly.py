@@ -214,6 +214,10 @@ def _count(report: MonthReport, sm: StationMonth, local: datetime, path: str, se
     sample = body.get("sample") if isinstance(body.get("sample"), dict) else {}
     strip = body.get("strip") if isinstance(body.get("strip"), dict) else {}
     verdict = body.get("verdict")
+    if body.get("kind") == "qc":   # a daily control card (issue 11) is no test of a producer's goods
+        sm.qc_runs += 1
+        sm.qc_passed += (body.get("qc") or {}).get("passed") is True
+        return
     expect = QC_EXPECT.get(sample.get("qc")) if isinstance(sample.get("qc"), str) else None
     if expect is not None:         # a reference-material QC run is no test of a producer's goods
         sm.qc_runs += 1
@@ -230,11 +234,13 @@ def _count(report: MonthReport, sm: StationMonth, local: datetime, path: str, se
         sm.late += 1
     key = (sample.get("id"), strip.get("analyte"))
     before = seen[key]
-    if before:                 # the same sample and analyte was tested before (any station, any month)
+    rt = body.get("retest") if isinstance(body.get("retest"), dict) else None
+    if rt is not None or before:   # the record says it re-tests `of`; older records: the same sample seen before
         sm.retests += 1
         sm.retest_positive += verdict == "positive"
         sm.retest_negative += verdict == "negative"
-        sm.confirmed_positives += verdict == "positive" and "positive" in before
+        sm.confirmed_positives += rt.get("status") in ("confirmed_positive", "resolved_positive") if rt else \
+            verdict == "positive" and "positive" in before
     before.append(verdict)
     pc = report.products.setdefault((path, str(strip.get("type")), str(strip.get("analyte"))), Counter())
     pc["tests"] += 1
@@ -246,7 +252,7 @@ def _count(report: MonthReport, sm: StationMonth, local: datetime, path: str, se
         report.positives.append({"station": path, "seq": seq, "time": local.isoformat(timespec="minutes"),
                                  "sample": sample.get("id"), "producer": sample.get("producer"),
                                  "analyte": strip.get("analyte"), "strip": strip.get("type"),
-                                 "retest": len(before) > 1})
+                                 "retest": rt is not None or len(before) > 1})
 
 
 def _missing(db: sqlite3.Connection, path: str) -> int:

@@ -105,6 +105,8 @@ def holdings(store: TownStore, station: str | None = None, trust: TrustStore | N
                 "tc_ratio": r["tc_ratio"], "t_area": r["t_area"], "c_area": r["c_area"], "read_at": r["read_at"],
                 "received_at": r["received_at"], "kid": r["kid"], "msg_hash": r["msg_hash"],
                 "signature_ok": ok, "verified": "now" if trust else "at receipt",
+                "record_kind": r["record_kind"] or "result", "retest_of": r["retest_of"],
+                "retest_status": r["retest_status"],
                 "message": msg.decode("ascii", errors="replace"),
             })
         info = store.station_info(path)

@@ -27,11 +27,15 @@ CREATE TABLE IF NOT EXISTS stations (
 """
 
 # Columns added after the first release: (table, column, type). Added in place; old rows are backfilled.
-ADDED_COLUMNS = (("stations", "last_seen", "TEXT"), ("results", "producer", "TEXT"))
+ADDED_COLUMNS = (("stations", "last_seen", "TEXT"), ("results", "producer", "TEXT"),
+                 # issue 11: QC records (record_kind 'qc') and re-test chains; NULL for older records
+                 ("results", "record_kind", "TEXT"), ("results", "retest_of", "TEXT"),
+                 ("results", "retest_status", "TEXT"))
 INDEXES = """
 CREATE INDEX IF NOT EXISTS results_sample ON results (sample);
 CREATE INDEX IF NOT EXISTS results_producer ON results (producer);
 CREATE INDEX IF NOT EXISTS results_received ON results (received_at);
+CREATE INDEX IF NOT EXISTS results_retest_of ON results (retest_of) WHERE retest_of IS NOT NULL;
 """
 
 
@@ -46,6 +50,8 @@ def create(db: sqlite3.Connection) -> None:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {typ}")
                 if (table, column) == ("results", "producer"):
                     _backfill_producer(db)
+                if (table, column) == ("results", "retest_status"):
+                    _backfill_chain(db)
                 if (table, column) == ("stations", "last_seen"):
                     db.execute("UPDATE stations SET last_seen = (SELECT MAX(received_at) FROM results r "
                                "WHERE r.station = stations.station)")
@@ -68,3 +74,21 @@ def _backfill_producer(db: sqlite3.Connection) -> None:
             continue
         if isinstance(producer, str):
             db.execute("UPDATE results SET producer=? WHERE station=? AND seq=?", (producer, station, seq))
+
+
+def _backfill_chain(db: sqlite3.Connection) -> None:
+    """Records stored before the chain columns existed get them from their signed message."""
+    from station.errors import SignatureError
+    from station.protocol.signing import unverified_payload
+
+    for station, seq, message in db.execute("SELECT station, seq, message FROM results WHERE kind='result'"
+                                            ).fetchall():
+        try:
+            body = unverified_payload(bytes(message))
+        except SignatureError:
+            continue
+        rt = body.get("retest") if isinstance(body.get("retest"), dict) else {}
+        of, status = rt.get("of"), rt.get("status")
+        db.execute("UPDATE results SET record_kind=?, retest_of=?, retest_status=? WHERE station=? AND seq=?",
+                   ("qc" if body.get("kind") == "qc" else "result", of if isinstance(of, str) else None,
+                    status if isinstance(status, str) else None, station, seq))

@@ -231,6 +231,8 @@ class TownStore(TownReports):
         producer = sample.get("producer") if isinstance(sample, dict) else None
         if isinstance(producer, str):
             self.db.execute("UPDATE results SET producer=? WHERE station=? AND seq=?", (producer[:200], path, seq))
+        if kind == "result":
+            self._chain_columns(path, seq, body)
         self._count(path, "stored")
         self._seen(path, now)
         changed = self._advance(path)
@@ -239,6 +241,15 @@ class TownStore(TownReports):
         if alerts.gap_alert(self.db, path, self._gap_below(path, seq), now):
             raised.append("gap")
         return Outcome("stored", station=path, seq=seq, ack_changed=changed, alerts=tuple(raised))
+
+    def _chain_columns(self, path: str, seq: int, body: dict) -> None:
+        """QC records and re-test chains, as columns a query can join on (the signed message stays the truth)."""
+        rt = body.get("retest") if isinstance(body.get("retest"), dict) else {}
+        kind = body.get("kind") if body.get("kind") in ("result", "qc") else "result"
+        of, status = rt.get("of"), rt.get("status")
+        self.db.execute("UPDATE results SET record_kind=?, retest_of=?, retest_status=? WHERE station=? AND seq=?",
+                        (kind, of[:200] if isinstance(of, str) else None,
+                         status[:40] if isinstance(status, str) else None, path, seq))
 
     def _count(self, path: str, name: str) -> None:
         self.db.execute("INSERT INTO counters VALUES (?,?,1) ON CONFLICT (station, name) DO UPDATE SET n=n+1",

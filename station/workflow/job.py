@@ -28,6 +28,8 @@ class Job:
     product: str | None = None
     replies: list[Reply] = field(default_factory=list)
     attempt: int = 0
+    qc: str | None = None  # a control card's control (negative|positive); see workflow/daily.py
+    retest_of: str | None = None
     id: int = field(default_factory=lambda: next(_job_ids))
 
 
@@ -39,7 +41,7 @@ class Workflow:
     """
 
     def __init__(self, *, strip_types: dict, default_type: str, retakes: int, wait_incubation: bool,
-                 camera, panel, acquire: Callable[[Job], None], record: Callable, refusal: Callable[[], str | None],
+                 camera, panel, acquire: Callable[[Job], None], record: Callable, refusal: Callable[..., str | None],
                  on_done: Callable[[], None]):
         from station.workflow.tray import Tray
 
@@ -86,7 +88,7 @@ class Workflow:
             if ev.reply:
                 ev.reply({"ok": False, "error": "busy: a sample is being read; press again when it is shown"})
             return
-        refusal = self._refusal()
+        refusal = self._refusal(ev)  # this press's own: its strip type's lot and QC, its --retest-of
         if refusal:
             log.error(refusal)
             self.panel.show("refused")
@@ -94,7 +96,7 @@ class Workflow:
                 ev.reply({"ok": False, "error": refusal})
             return
         job = Job(origin=ev.origin, sample_id=ev.sample, strip_type_name=ev.strip_type, task=ev.task,
-                  product=ev.product)
+                  product=ev.product, qc=ev.qc, retest_of=ev.retest_of)
         if ev.reply:
             job.replies.append(ev.reply)
         self.job = job
@@ -135,6 +137,8 @@ class Workflow:
         problems = "; ".join(p for p in (rules.problems(score), failure) if p)
         state = rules.indication([s.verdict for s in strips], bool(problems), storage_fault=fault)
         reply = {"ok": bool(recorded), "results": recorded, "photo": frame.source}
+        if any(r.get("retest_required") for r in recorded):
+            reply["retest_required"] = True  # a positive (or a dispute): the operator re-tests the same sample
         if fault:
             # Photographing again cannot help when the photograph or the result cannot be stored.
             reply["error"] = f"{rules.REFUSED_WORDS}: {failure}"
