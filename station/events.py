@@ -26,6 +26,7 @@ class Press:
     strip_type: str | None = None
     reply: Reply | None = None  # the outcome: results, or why the press was not taken
     started: Reply | None = None  # told once the loop has taken the press (`station press --no-wait`)
+    slot: int | None = None  # the tray slot laid (`--slot`); None: the one slot, or find the one just laid
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Scored:
     frame: Any = None  # drivers.camera.Frame
     score: Any = None  # assay.scores.ImageScore, decided
     error: Exception | None = None
+    taken_at: float | None = None  # monotonic time of the photograph, for the strip type's read window
 
 
 @dataclass(frozen=True)
