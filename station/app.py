@@ -14,7 +14,7 @@ from station.config import StationConfig
 from station.decide.catalog import daemon_catalog
 from station.decide.qc import lot_blocked
 from station.errors import JournalDamagedError, JournalError, StationError, StorageError
-from station.events import Event, Instrument, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
+from station.events import Event, Instrument, Press, PublisherNote, Scanned, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
 from station.host import clock, sdnotify
 from station.journal import Journal, JournalStats
@@ -84,6 +84,9 @@ class Daemon:
             record=lambda job, frame, strips: recorder.record(job, frame, strips,
                                                               self.workflow.strip_type(job.strip_type_name)),
             refusal=self._refusal, on_done=self._publish_status,
+            # tray: slots with their own deadlines; scanned producer cards are told apart by [scanner] patterns.
+            slots=self.cfg.tray.slots, incubation_s=self.cfg.tray.incubation_s,
+            producer_patterns=tuple(getattr(getattr(self.cfg, "scanner", None), "producer_patterns", ()) or ()),
         )
         if self.cfg.readers:
             from station.instruments import Instruments
@@ -173,6 +176,8 @@ class Daemon:
                 self.workflow.press(ev)
             case Scored():
                 self.workflow.scored(ev)
+            case Scanned():
+                self.workflow.scanned(ev)
             case PublisherNote():
                 # The publisher logs its own events; the loop only refreshes the status the town sees.
                 if getattr(ev.event, "kind", "") in ("connected", "acked", "quarantined"):
@@ -303,6 +308,7 @@ class Daemon:
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
             "refusing": self._refusal(), "disk_reserve": self.reserve.held,
             "instruments": self.instruments.status() if self.instruments else [],
+            **(self.workflow.status(time.monotonic()) if self.workflow else {}),  # tray: slots, scanned
         }
 
     def _publish_status(self) -> None:
@@ -333,7 +339,8 @@ class Daemon:
                     return {"ok": False, "error": blocked}
             wait = req.get("wait", True)
             # The same event the button posts, carrying this request's sample, strip type and reply.
-            self.post(Press("socket", req.get("sample"), req.get("strip_type"), put, None if wait else put))
+            self.post(Press("socket", req.get("sample"), req.get("strip_type"), put, None if wait else put,
+                            slot=req.get("slot")))
             # Even --no-wait waits for the loop to take the press: "queued" for a press ignored as busy is a lie.
             timeout = REPLY_TIMEOUT_S + self.workflow.incubation_s(req.get("strip_type")) if wait else 10.0
             try:
@@ -355,6 +362,9 @@ class Daemon:
             return (f"strip type {str(st)[:40]!r} unknown; known: {', '.join(sorted(self.strip_types))}")
         if not isinstance(req.get("wait", True), bool):
             return "wait must be true or false"
+        slot, slots = req.get("slot"), self.cfg.tray.slots
+        if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool) or not 1 <= slot <= slots):
+            return f"slot {str(slot)[:20]!r} does not exist: this tray has slots 1..{slots} ([tray] slots)"
         return bad_sample_id(req.get("sample"))
 
 

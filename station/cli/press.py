@@ -13,6 +13,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting for results")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--sample", help="sample id to record (default: QR on the photograph, else generated)")
+    p.add_argument("--slot", type=int, help="the tray slot just laid (a tray of several slots); the reply "
+                   "comes when that slot's result is recorded, while the other slots keep counting")
     p.add_argument("--strip-type", help="strip type for this sample (default: the configured one)")
     p.set_defaults(func=run)
 
@@ -20,13 +22,13 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     home = home_of(args)
     reply = request(home.control_socket, {"cmd": "press", "wait": not args.no_wait, "sample": args.sample,
-                                           "strip_type": args.strip_type},
+                                           "strip_type": args.strip_type, "slot": args.slot},
                     # The daemon always answers, after incubation if the strip type needs it.
                     timeout=15 if args.no_wait else 3600)
     if args.json:
         print_json(reply)
     elif reply.get("queued"):
-        print("pressed")
+        print(f"pressed: slot {reply['slot']}" if reply.get("slot") else "pressed")
     else:
         rows = [[r["id"], r["sample"], r["slot"], r["verdict"], "-" if r["tc_ratio"] is None else
                  f"{r['tc_ratio']:.3f}", ",".join(r["quality"]) or "-"] for r in reply.get("results", [])]
