@@ -23,6 +23,16 @@ INDICATIONS: dict[str, tuple[tuple[str, str, str], int]] = {
 }
 
 
+PATTERN_STEP_S = 0.12  # one step of a slot pattern: a blink is one step on, one off
+
+
+def slot_pattern(slot: int):
+    """Endless groups of `slot` blinks, each group followed by a pause of 6 steps."""
+    group = [1, 0] * slot + [0] * 6
+    while True:
+        yield from group
+
+
 class Panel:
     def __init__(self, cfg, on_press: Callable[[], None], pins: str | None = None):
         """cfg is a GpioConfig. on_press runs on gpiozero's thread, so it must only post an event.
@@ -35,6 +45,7 @@ class Panel:
         self._last_press = 0.0
         self._lock = threading.Lock()
         self.state = "idle"
+        self.slot: int | None = None  # the tray slot the lit verdict belongs to, if the tray has several
         self.pin_factory_name = pins or pin_factory_name(cfg.pin_factory)
         device = f"GPIO ({self.pin_factory_name or 'gpiozero default'}, button pin {cfg.button_pin})"
         try:
@@ -64,13 +75,22 @@ class Panel:
             self._last_press = now
         self._on_press()
 
-    def show(self, state: str) -> None:
+    def show(self, state: str, slot: int | None = None) -> None:
+        """Light a state; with slot k (a tray of several), its steady lights blink in groups of k and the buzzer
+        adds k long beeps after the state's own, so the operator can tell which slot the verdict belongs to."""
         if state not in INDICATIONS:
             raise ValueError(f"panel state {state!r} unknown; one of {', '.join(INDICATIONS)}")
         self.state = state
+        self.slot = slot
         leds, beeps = INDICATIONS[state]
+        for dev in (self.green, self.amber, self.red, self.buzzer):
+            if dev.source is not None:
+                dev.source = None  # a slot pattern's thread would otherwise keep writing over the new state
         for led, mode in zip((self.green, self.amber, self.red), leds, strict=True):
-            if mode == "on":
+            if mode == "on" and slot:
+                led.source_delay = PATTERN_STEP_S
+                led.source = slot_pattern(slot)
+            elif mode == "on":
                 led.on()
             elif mode == "blink":
                 led.blink(on_time=0.25, off_time=0.25)
@@ -78,8 +98,15 @@ class Panel:
                 led.blink(on_time=0.1, off_time=1.9)
             else:
                 led.off()
-        if beeps:
+        if beeps and slot:
+            self.buzzer.source_delay = PATTERN_STEP_S
+            self.buzzer.source = iter([1, 0] * beeps + [0] * 4 + [1, 1, 1, 0, 0] * slot)
+        elif beeps:
             self.buzzer.beep(on_time=0.12, off_time=0.12, n=beeps)
+
+    def acknowledge(self) -> None:
+        """One short beep: a scanned code was taken (the lights keep telling the station's state)."""
+        self.buzzer.beep(on_time=0.05, off_time=0.05, n=1)
 
     def lights(self) -> dict[str, bool]:
         return {"green": bool(self.green.value), "amber": bool(self.amber.value), "red": bool(self.red.value)}

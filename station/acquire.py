@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -28,6 +29,7 @@ def acquire(camera, job, strip_type: StripType, post: Callable[[Scored], None]) 
 
         try:
             frame = camera.capture()
+            taken_at = time.monotonic()
             score = read_photo(decode_jpeg(frame.jpeg, frame.source), strip_type)
         except (StationError, DeviceError) as exc:
             post(Scored(job, error=exc))
@@ -35,7 +37,7 @@ def acquire(camera, job, strip_type: StripType, post: Callable[[Scored], None]) 
             log.exception("sample %d: reading failed", job.id)
             post(Scored(job, error=StationError(f"reading the tray failed: {exc!r}")))
         else:
-            post(Scored(job, frame, score))
+            post(Scored(job, frame, score, taken_at=taken_at))
 
     threading.Thread(target=work, name=f"sample-{job.id}", daemon=True).start()
 

@@ -13,7 +13,18 @@ from station.acquire import acquire
 from station.config import StationConfig
 from station.decide.catalog import daemon_catalog
 from station.errors import JournalDamagedError, JournalError, StationError, StorageError
-from station.events import Event, Instrument, Order, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
+from station.events import (
+    Event,
+    Instrument,
+    Order,
+    Press,
+    PublisherNote,
+    Scanned,
+    Scored,
+    StationState,
+    StatusRequest,
+    Stop,
+)
 from station.home import Home, signing_key_path
 from station.host import clock, sdnotify
 from station.journal import Journal, JournalStats
@@ -90,6 +101,9 @@ class Daemon:
             record=lambda job, frame, strips: recorder.record(job, frame, strips,
                                                               self.workflow.strip_type(job.strip_type_name)),
             refusal=self._refusal, on_done=self._publish_status,
+            # tray: slots with their own deadlines; scanned producer cards are told apart by [scanner] patterns.
+            slots=self.cfg.tray.slots, incubation_s=self.cfg.tray.incubation_s,
+            producer_patterns=tuple(getattr(getattr(self.cfg, "scanner", None), "producer_patterns", ()) or ()),
         )
         if self.cfg.readers:
             from station.instruments import Instruments
@@ -182,6 +196,8 @@ class Daemon:
             case Order():
                 self.orders.apply(ev)
                 self._publish_status()
+            case Scanned():
+                self.workflow.scanned(ev)
             case PublisherNote():
                 # The publisher logs its own events; the loop counts refused orders, refreshes the town's status.
                 self.orders.note(ev.event)
@@ -314,6 +330,7 @@ class Daemon:
             "instruments": self.instruments.status() if self.instruments else [],
             "orders": self.orders.status(),
             **(self.daily.status() if self.journal else {}),
+            **(self.workflow.status(time.monotonic()) if self.workflow else {}),  # tray: slots, scanned
         }
 
     def _publish_status(self) -> None:
@@ -344,7 +361,7 @@ class Daemon:
             # checks the press's own lot and QC gate (workflow.press → _refusal(press)).
             self.post(Press("socket", req.get("sample"), req.get("strip_type"), task=req.get("task"),
                             product=req.get("product"), reply=put, started=None if wait else put,
-                            qc=req.get("qc"), retest_of=req.get("retest_of")))
+                            qc=req.get("qc"), retest_of=req.get("retest_of"), slot=req.get("slot")))
             # Even --no-wait waits for the loop to take the press: "queued" for a press ignored as busy is a lie.
             timeout = REPLY_TIMEOUT_S + self.workflow.incubation_s(req.get("strip_type")) if wait else 10.0
             try:
@@ -366,6 +383,9 @@ class Daemon:
             return (f"strip type {str(st)[:40]!r} unknown; known: {', '.join(sorted(self.strip_types))}")
         if not isinstance(req.get("wait", True), bool):
             return "wait must be true or false"
+        slot, slots = req.get("slot"), self.cfg.tray.slots
+        if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool) or not 1 <= slot <= slots):
+            return f"slot {str(slot)[:20]!r} does not exist: this tray has slots 1..{slots} ([tray] slots)"
         product = req.get("product")
         if product is not None and (not isinstance(product, str) or not 0 < len(product) <= 64):
             return "product must be text of 1..64 characters"

@@ -118,6 +118,15 @@ class StorageConfig:
     refuse_pct: float = field(default=95.0, metadata=_bounds(10, 99.9, required=True))
 
 
+@dataclass(frozen=True)
+class TrayConfig:
+    # One slot is today's station: every cassette in view is one press. More slots split the photograph into
+    # equal regions along its long side, slot 1 on the left, each with its own incubation deadline.
+    slots: int = field(default=1, metadata=_bounds(1, 8, doc="tray positions, each with its own timer"))
+    incubation_s: int = field(default=-1, metadata=_bounds(-1, 7200, doc=(
+        "-1: each strip type's own incubation_s; otherwise this for every strip type (training and tests)")))
+
+
 _TABLES: dict[str, type] = {
     "station": StationIdentity,
     "broker": BrokerConfig,
@@ -127,6 +136,8 @@ _TABLES: dict[str, type] = {
     "assay": AssayConfig,
     "storage": StorageConfig,
 }
+# Tables a config written before them may lack: their defaults are exactly the station as it was.
+_OPTIONAL_TABLES: dict[str, type] = {"tray": TrayConfig}
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,7 @@ class StationConfig:
     gpio: GpioConfig
     assay: AssayConfig
     storage: StorageConfig
+    tray: TrayConfig = TrayConfig()
     strip_types: dict = field(default_factory=dict)
     readers: tuple = ()  # station.readers.ReaderConfig, one per [[readers]] table
 
@@ -229,8 +241,8 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(path, "", f"not valid TOML: {exc}", int(m.group(1)) if m else None) from None
     for key in data:
-        if key not in _TABLES and key not in ("strip_types", "readers"):
-            allowed = ", ".join([*_TABLES, "strip_types", "readers"])
+        if key not in _TABLES and key not in _OPTIONAL_TABLES and key not in ("strip_types", "readers"):
+            allowed = ", ".join([*_TABLES, *_OPTIONAL_TABLES, "strip_types", "readers"])
             raise ConfigError(path, _clip(key), f"unknown table; allowed: {allowed}",
                               _line_of(text, None, key) or _line_of(text, key, ""))
     absent = [name for name in _TABLES if name not in data]
@@ -238,6 +250,8 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         raise ConfigError(path, "", f"missing table{'s' * (len(absent) > 1)} {', '.join(f'[{t}]' for t in absent)}"
                           " (was the file cut short? `station init` writes a complete one)")
     parts = {name: _build(path, text, name, cls, data[name]) for name, cls in _TABLES.items()}
+    parts |= {name: _build(path, text, name, cls, data[name]) for name, cls in _OPTIONAL_TABLES.items()
+              if name in data}
     _check_identity(path, text, parts["station"])
     storage = parts["storage"]
     if storage.warn_pct >= storage.refuse_pct:

@@ -30,6 +30,7 @@ class Press:
     started: Reply | None = None  # told once the loop has taken the press (`station press --no-wait`)
     qc: str | None = None  # "negative" | "positive": a daily control card, not a sample (`station qc`)
     retest_of: str | None = None  # the result id this press re-tests (`station press --retest-of`)
+    slot: int | None = None  # the tray slot laid (`--slot`); None: the one slot, or find the one just laid
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Scored:
     frame: Any = None  # drivers.camera.Frame
     score: Any = None  # assay.scores.ImageScore, decided
     error: Exception | None = None
+    taken_at: float | None = None  # monotonic time of the photograph, for the strip type's read window
 
 
 @dataclass(frozen=True)

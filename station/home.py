@@ -110,6 +110,10 @@ strip_type = "pesticide-generic"   # default strip type, from the built-in catal
 wait_incubation = {wait}    # wait the strip type's incubation time after the button press
 retakes = 1                 # extra photographs when a quality gate asks for a retake
 
+[tray]
+slots = {slots}                   # tray positions, each with its own timer; 1: every cassette in view is one press
+incubation_s = {incubation}           # -1: each strip type's own incubation_s; else this for all (training, tests)
+
 [storage]
 warn_pct = 80               # disk use that raises a warning in status
 refuse_pct = 95             # disk use at which new samples are refused (results are never evicted)
@@ -140,12 +144,12 @@ def toml_string(value: str) -> str:
 
 def render_config(*, station: str, grid: str, broker: str = "", ca_file: str = "", cert_file: str = "",
                   key_file: str = "", camera: str = "v4l2", folder: str = "sim-images", pin_factory: str = "lgpio",
-                  wait: bool = True) -> str:
+                  wait: bool = True, slots: int = 1, incubation: int = -1) -> str:
     """The commented station.toml `station init` writes, every value escaped."""
     q = {k: toml_string(v) for k, v in dict(station=station, grid=grid, broker=broker, ca_file=ca_file,
                                              cert_file=cert_file, key_file=key_file, camera=camera, folder=folder,
                                              pin_factory=pin_factory).items()}
-    return CONFIG_TEMPLATE.format(**q, wait="true" if wait else "false")
+    return CONFIG_TEMPLATE.format(**q, wait="true" if wait else "false", slots=slots, incubation=incubation)
 
 
 READER_TABLE = """
@@ -177,7 +181,7 @@ def reader_tables(readers: list[tuple[str, str, int | None]]) -> str:
 def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_images: str | None = None,
               ca_file: str = "", cert_file: str = "", key_file: str = "", town_key: str | None = None,
               readers: list[tuple[str, str, int | None]] = (), camera: bool = True,
-              camera_driver: str | None = None) -> Path:
+              camera_driver: str | None = None, slots: int = 1, incubation: int | None = None) -> Path:
     """Check every input first, then build the home in a staging folder and rename it into place.
 
     A mistyped path or a refused write leaves nothing behind, so re-running init with the fix just works.
@@ -193,7 +197,9 @@ def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_imag
         station=station, grid=grid, broker=broker, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
         camera="none" if not camera else camera_driver or ("folder" if sim_images else "v4l2"),
         folder=str(Path(sim_images).absolute()) if sim_images else "sim-images",
-        pin_factory="mock" if sim_images else "lgpio", wait=not sim_images,
+        pin_factory="mock" if sim_images else "lgpio", slots=slots,
+        # An incubation asked for is waited for, also in simulation (a training station, the slot tests).
+        wait=not sim_images or incubation is not None, incubation=-1 if incubation is None else incubation,
     ) + reader_tables(list(readers))
     try:
         parse_config(text, path=str(home.config), home=home.root)

@@ -35,6 +35,14 @@ def bad_sample_id(value: object) -> str | None:
     return None
 
 
+def sample_of(job, sample_id: str) -> dict[str, Any]:
+    """The record's `sample`: a scanned producer card and the tray slot travel with the sample id."""
+    sample: dict[str, Any] = {"id": sample_id, "producer": getattr(job, "producer", None)}
+    if getattr(job, "slot", None) is not None:
+        sample["slot"] = job.slot
+    return sample
+
+
 def reading_of(strip) -> dict[str, Any]:
     """The record's `reading`: headline numbers plus every line of multi-line cards, keyed by name."""
     j = strip.to_json()
@@ -120,7 +128,7 @@ class Recorder:
             sample_id = mark.sample_id if mark else sample_id
             make = message_factory(
                 cfg=self.cfg, key=self.key, boot=boot, read_at=read_at, clock_synced=synced,
-                sample={"id": sample_id, "producer": None, **sample}, strip=strip, strip_type=strip_type,
+                sample={**sample_of(job, sample_id), **sample}, strip=strip, strip_type=strip_type,
                 image_sha256=image_sha, calibration=self.calibrations.get(strip_type.name), mark=mark,
                 task=None if mark is not None and mark.fields.get("kind") == "qc" else task,
             )

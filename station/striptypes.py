@@ -26,6 +26,9 @@ class StripType:
     cutoff: float = 0.80
     t_threshold: float = 0.25
     incubation_s: int = 600
+    # How long after incubation_s a card may still be read: later, its lines have moved on (a competitive T
+    # line fades, a sandwich T line keeps darkening) and the reading is no longer a finding about the sample.
+    read_window_s: int = 600
     aspect: float = 0.30
     window: tuple[float, float, float, float] = (0.33, 0.24, 0.67, 0.48)
     well: tuple[float, float, float] = (0.50, 0.80, 0.28)
@@ -75,6 +78,8 @@ class StripType:
             raise ValueError(f"{where}: t_threshold must be positive")
         if not 0 <= self.incubation_s <= 7200:
             raise ValueError(f"{where}: incubation_s {self.incubation_s} outside 0..7200")
+        if not 1 <= self.read_window_s <= 7200:
+            raise ValueError(f"{where}: read_window_s {self.read_window_s} outside 1..7200")
 
     @property
     def test_lines(self) -> tuple[tuple[str, float], ...]:
@@ -177,9 +182,9 @@ def strip_type_from_dict(d: dict[str, Any], where: str) -> StripType:
         elif f.name in ("name", "analyte", "format", "description", "geometry"):
             if not isinstance(v, str):
                 raise ValueError(f"{where}: {f.name} must be a string")
-        elif f.name == "incubation_s":
+        elif f.name in ("incubation_s", "read_window_s"):
             if not isinstance(v, int) or isinstance(v, bool):
-                raise ValueError(f"{where}: incubation_s must be an integer number of seconds")
+                raise ValueError(f"{where}: {f.name} must be an integer number of seconds")
         else:
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 raise ValueError(f"{where}: {f.name} must be a number")

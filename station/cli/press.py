@@ -13,6 +13,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting for results")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--sample", help="sample id to record (default: QR on the photograph, else generated)")
+    p.add_argument("--slot", type=int, help="the tray slot just laid (a tray of several slots); the reply "
+                   "comes when that slot's result is recorded, while the other slots keep counting")
     p.add_argument("--strip-type", help="strip type for this sample (default: the configured one)")
     p.add_argument("--task", help="the town plan's task this sample counts toward (default: the only open task "
                    "for the strip's analyte and the product, if exactly one; see `station plan`)")
@@ -26,13 +28,13 @@ def run(args: argparse.Namespace) -> int:
     home = home_of(args)
     reply = request(home.control_socket, {"cmd": "press", "wait": not args.no_wait, "sample": args.sample,
                                            "strip_type": args.strip_type, "task": args.task,
-                                           "product": args.product, "retest_of": args.retest_of},
+                                           "product": args.product, "retest_of": args.retest_of, "slot": args.slot},
                     # The daemon always answers, after incubation if the strip type needs it.
                     timeout=15 if args.no_wait else 3600)
     if args.json:
         print_json(reply)
     elif reply.get("queued"):
-        print("pressed")
+        print(f"pressed: slot {reply['slot']}" if reply.get("slot") else "pressed")
     else:
         print_reply(reply)
     return 0 if reply.get("ok") else 1

@@ -20,8 +20,10 @@ def run(args: argparse.Namespace) -> int:
         print_json(reply)
     else:
         for k, v in reply.items():
-            if k != "instruments":
+            if k not in ("instruments", "slots"):
                 print(f"{k:>13}: {v}")
+        for slot in reply.get("slots") or []:
+            print(slot_line(slot))
         for inst in reply.get("instruments") or []:
             print(instrument_line(inst))
     return 0 if reply.get("ok") else 1
@@ -37,3 +39,11 @@ def instrument_line(i: dict) -> str:
     return (f"   instrument: {i['name']} [{i['dialect']}] {i['port']}: {link}; {who}; {last}; "
             f"{i['records']} records, {i['corrupt']} corrupt, {i['incomplete']} incomplete, "
             f"{i['duplicates']} duplicates ignored, {i['garbage_bytes']} noise bytes")
+
+
+def slot_line(s: dict) -> str:
+    """One tray slot: its state, sample and, while it incubates, the seconds left."""
+    left = f", {s['left_s']:.0f} s left" if s.get("left_s") is not None else ""
+    who = f" sample {s['sample']}" if s.get("sample") else ""
+    who += f" producer {s['producer']}" if s.get("producer") else ""
+    return f"      slot {s['slot']}: {s['state']}{left}{who}"

@@ -95,6 +95,8 @@ class StationRig:
     work: Path
     broker_url: str = ""
     photos: tuple[str, ...] = CHAOS_PHOTOS
+    slots: int = 1  # `station init --slots`
+    incubation: int | None = None  # `station init --incubation`: waited for, also in simulation
     home: Home = field(init=False)
     station_path: str = field(init=False)
 
@@ -108,7 +110,8 @@ class StationRig:
         jwk.write_text(json.dumps(town_public_jwk(town_key)))
         self.home = Home(self.work / "station")
         init_home(self.home, station=STATION_ID, grid=GRID, broker=self.broker_url,
-                  sim_images=str(self.work / "photos"), town_key=str(jwk))
+                  sim_images=str(self.work / "photos"), town_key=str(jwk), slots=self.slots,
+                  incubation=self.incubation)
         cfg = load_config(self.home.root)
         self.station_path = cfg.station.path
         key = signing.load_private_key(signing_key_path(self.home, cfg.station.key_file))

@@ -36,3 +36,24 @@ def indication(verdicts: list[str], had_problem: bool, storage_fault: bool = Fal
         if v in verdicts:
             return "retake" if had_problem and v == "negative" else v
     return "retake"
+
+
+# A quality code of the workflow, not of the picture: the card was photographed after its read window closed.
+READ_WINDOW_MISSED = "READ_WINDOW_MISSED"
+READ_WINDOW_REASON = "read after its read window closed: lay a new card"
+
+
+def read_late(laid_at: float, taken_at: float | None, incubation_s: float, read_window_s: float) -> bool:
+    """Photographed later than incubation plus the strip type's read window after the card was laid."""
+    return taken_at is not None and taken_at - laid_at > incubation_s + read_window_s
+
+
+def miss_read_window(strips: list) -> list:
+    """Late cards are recorded, never dropped (regulatory evidence), but as invalid: the lines measured are kept
+    for the record while neither the card's verdict nor any line's stands."""
+    for s in strips:
+        s.verdict, s.reason = "invalid", READ_WINDOW_REASON
+        s.line_verdicts = {}
+        if READ_WINDOW_MISSED not in s.quality:
+            s.quality.append(READ_WINDOW_MISSED)
+    return strips
