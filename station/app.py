@@ -30,7 +30,7 @@ from station.host import clock, sdnotify
 from station.journal import Journal, JournalStats
 from station.orders import Orders
 from station.protocol import signing
-from station.record import Recorder, bad_sample_id
+from station.record import Recorder
 from station.workflow.daily import Daily
 from station.workflow.job import Workflow
 
@@ -38,7 +38,6 @@ log = logging.getLogger("station.app")
 
 TICK_S = 1.0
 STATUS_EVERY_S = 30.0
-REPLY_TIMEOUT_S = 120.0  # beyond any incubation the strip type asks for
 
 
 class Daemon:
@@ -100,7 +99,7 @@ class Daemon:
             acquire=lambda job: acquire(self.camera, job, self.workflow.strip_type(job.strip_type_name), self.post),
             record=lambda job, frame, strips: recorder.record(job, frame, strips,
                                                               self.workflow.strip_type(job.strip_type_name)),
-            refusal=self._refusal, on_done=self._publish_status,
+            refusal=self.refusal, on_done=self._publish_status,
             # tray: slots with their own deadlines; scanned producer cards are told apart by [scanner] patterns.
             slots=self.cfg.tray.slots, incubation_s=self.cfg.tray.incubation_s,
             producer_patterns=tuple(getattr(getattr(self.cfg, "scanner", None), "producer_patterns", ()) or ()),
@@ -120,7 +119,7 @@ class Daemon:
                  self.cfg.station.path, self.boot, stats.last_seq, stats.acked_seq, stats.unacked,
                  self.disk.used_pct)
         self.workflow.ready()
-        self._refused = self._refusal()
+        self._refused = self.refusal()
         if self._refused:
             log.error(self._refused)
         sdnotify.notify("READY=1", f"STATUS={self._refused or 'idle'}, last seq {stats.last_seq}")
@@ -226,7 +225,7 @@ class Daemon:
             if self.disk.level != "ok":
                 self._prune()
             self._publish_status()
-        refused, was = self._refusal(), self._refused
+        refused, was = self.refusal(), self._refused
         self._refused = refused
         if bool(refused) != bool(was):
             # The red blink and the log follow the disk both ways, once per change, without waiting for a press.
@@ -242,7 +241,7 @@ class Daemon:
         if self.panel and self.state == StationState.IDLE and self.panel.state != verdict:
             self.panel.show(verdict)
 
-    def _refusal(self, press: Press | None = None) -> str | None:
+    def refusal(self, press: Press | None = None) -> str | None:
         """Why no new sample (or this press) may be taken now, in the words the operator and the log get."""
         if self.journal is None:
             return (f"disk {self.disk.used_pct:.1f}% full: the journal cannot be opened ({self.journal_problem}); "
@@ -326,7 +325,7 @@ class Daemon:
             "connected": bool(self.publisher and self.publisher.state.connected),
             "broker_error": self.publisher.state.last_error if self.publisher else "",
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
-            "refusing": self._refusal(), "disk_reserve": self.reserve.held,
+            "refusing": self.refusal(), "disk_reserve": self.reserve.held,
             "instruments": self.instruments.status() if self.instruments else [],
             "orders": self.orders.status(),
             **(self.daily.status() if self.journal else {}),
@@ -342,62 +341,10 @@ class Daemon:
                                          roster_version=st["orders"]["roster_version"])
 
     def _control_request(self, req: dict) -> dict:
-        """Runs on a socket thread: post to the loop and wait for its answer."""
-        cmd = req.get("cmd")
-        answer: queue.Queue[dict] = queue.Queue(maxsize=1)
+        """Runs on a socket thread: station/requests.py checks the request, posts it and waits for the loop."""
+        from station import requests
 
-        def put(reply: dict) -> None:
-            try:
-                answer.put_nowait(reply)  # the first answer wins; a no-wait press is not waited for again
-            except queue.Full:
-                pass
-
-        if cmd == "press":
-            problem = self._bad_press(req) or (None if self.workflow else self._refusal() or "the station is starting")
-            if problem:
-                return {"ok": False, "error": problem}
-            wait = req.get("wait", True)
-            # The same event the button posts, carrying this request's sample, strip type and reply; the loop
-            # checks the press's own lot and QC gate (workflow.press → _refusal(press)).
-            self.post(Press("socket", req.get("sample"), req.get("strip_type"), task=req.get("task"),
-                            product=req.get("product"), reply=put, started=None if wait else put,
-                            qc=req.get("qc"), retest_of=req.get("retest_of"), slot=req.get("slot")))
-            # Even --no-wait waits for the loop to take the press: "queued" for a press ignored as busy is a lie.
-            timeout = REPLY_TIMEOUT_S + self.workflow.incubation_s(req.get("strip_type")) if wait else 10.0
-            try:
-                return answer.get(timeout=timeout)
-            except queue.Empty:
-                return {"ok": False, "error": f"no answer from the station loop within {timeout:.0f} s"}
-        if cmd == "status":
-            self.post(StatusRequest(put))
-            try:
-                return {"ok": True, **answer.get(timeout=10)}
-            except queue.Empty:
-                return {"ok": False, "error": "the station loop is busy; try again"}
-        return {"ok": False, "error": f"unknown command {str(cmd)[:40]!r}; one of press, status"}
-
-    def _bad_press(self, req: dict) -> str | None:
-        """Why a press request cannot be taken as sent, or None; every field is checked before it is used."""
-        st = req.get("strip_type")
-        if st is not None and (not isinstance(st, str) or st not in self.strip_types):
-            return (f"strip type {str(st)[:40]!r} unknown; known: {', '.join(sorted(self.strip_types))}")
-        if not isinstance(req.get("wait", True), bool):
-            return "wait must be true or false"
-        slot, slots = req.get("slot"), self.cfg.tray.slots
-        if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool) or not 1 <= slot <= slots):
-            return f"slot {str(slot)[:20]!r} does not exist: this tray has slots 1..{slots} ([tray] slots)"
-        product = req.get("product")
-        if product is not None and (not isinstance(product, str) or not 0 < len(product) <= 64):
-            return "product must be text of 1..64 characters"
-        if req.get("qc") not in (None, "negative", "positive"):
-            return f"qc control {str(req.get('qc'))[:40]!r}: one of negative, positive"
-        rt = req.get("retest_of")
-        if rt is not None and (not isinstance(rt, str) or not rt.rpartition(":")[2].isdigit()):
-            return f"retest_of {str(rt)[:60]!r}: a result id such as {self.cfg.station.id}:12"
-        if rt is not None and req.get("qc"):
-            return "a control card is not a re-test: give qc or retest_of, not both"
-        return self.orders.bad_task(req.get("task"), self.strip_types[st or self.cfg.assay.strip_type].analyte) \
-            or bad_sample_id(req.get("sample"))
+        return requests.handle(self, req)
 
 
 def _open_journal(home: Home) -> Journal:

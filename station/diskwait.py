@@ -22,7 +22,7 @@ def wait_for_journal(d: Daemon) -> bool:
 
     Exiting instead would make systemd's Restart=always a crash loop with dark LEDs and no status.
     """
-    log.error("%s", d._refusal())
+    log.error("%s", d.refusal())
     d.panel.show("refused")
     sdnotify.notify("READY=1", "STATUS=disk full: waiting for space to open the journal")
     next_try = time.monotonic() + RETRY_S
@@ -40,7 +40,7 @@ def wait_for_journal(d: Daemon) -> bool:
             case Press():
                 d.panel.show("refused")
                 if ev.reply:
-                    ev.reply({"ok": False, "error": d._refusal()})
+                    ev.reply({"ok": False, "error": d.refusal()})
         sdnotify.notify("WATCHDOG=1")
         if time.monotonic() >= next_try:
             next_try = time.monotonic() + RETRY_S
