@@ -11,6 +11,7 @@ from typing import Any
 
 from drivers.registry import names as driver_names
 from station.errors import ConfigError
+from station.scans import ScannerConfig
 
 CONFIG_NAME = "station.toml"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -128,6 +129,8 @@ _TABLES: dict[str, type] = {
     "storage": StorageConfig,
 }
 
+_OPTIONAL = ("strip_types", "readers", "scanner")  # tables a home made before them may lack
+
 
 @dataclass(frozen=True)
 class StationConfig:
@@ -142,6 +145,7 @@ class StationConfig:
     storage: StorageConfig
     strip_types: dict = field(default_factory=dict)
     readers: tuple = ()  # station.readers.ReaderConfig, one per [[readers]] table
+    scanner: ScannerConfig = field(default_factory=ScannerConfig)  # [scanner] is optional: none when absent
 
     def resolve(self, path: str) -> Path:
         """Config paths are relative to the station home."""
@@ -229,8 +233,8 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(path, "", f"not valid TOML: {exc}", int(m.group(1)) if m else None) from None
     for key in data:
-        if key not in _TABLES and key not in ("strip_types", "readers"):
-            allowed = ", ".join([*_TABLES, "strip_types", "readers"])
+        if key not in _TABLES and key not in _OPTIONAL:
+            allowed = ", ".join([*_TABLES, *_OPTIONAL])
             raise ConfigError(path, _clip(key), f"unknown table; allowed: {allowed}",
                               _line_of(text, None, key) or _line_of(text, key, ""))
     absent = [name for name in _TABLES if name not in data]
@@ -258,10 +262,13 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         raise ConfigError(path, "assay.strip_type", f"{_show(parts['assay'].strip_type)} not in the catalog; known: "
                           f"{', '.join(sorted(catalog))}", _line_of(text, "assay", "strip_type"))
     from station.readers import parse_readers
+    from station.scans import parse_scanner
 
     readers = parse_readers(path, data.get("readers"), text)
+    scanner = parse_scanner(path, data.get("scanner"), text)
     home = home if home is not None else Path(path).resolve().parent
-    return StationConfig(home=home, source=Path(path), strip_types=catalog, readers=readers, **parts)
+    return StationConfig(home=home, source=Path(path), strip_types=catalog, readers=readers, scanner=scanner,
+                         **parts)
 
 
 def load_config(home: Path) -> StationConfig:

@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--reader", action="append", default=[], metavar="DIALECT:PORT[@BAUD]",
                    help="a serial instrument (repeatable), e.g. gold-csv:/dev/serial/by-id/usb-…; dialects: "
                    "gold-csv, enzyme-print, frame-crc8 (see `station readers --probe`)")
+    p.add_argument("--scanner", default="", metavar="SPEC", help="barcode/QR scanner: serial:PORT[@BAUD] "
+                   "(virtual-COM mode, recommended), hid:/dev/input/by-id/…-event-kbd (keyboard mode), fake:FILE")
     p.add_argument("--no-camera", action="store_true", help="a station with serial instruments only")
     p.set_defaults(func=run)
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     path = init_home(home, station=args.station, grid=args.grid, broker=args.broker, sim_images=args.sim_images,
                      ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
                      town_key=args.town_key, readers=readers, camera=not args.no_camera,
-                     camera_driver=args.camera)
+                     camera_driver=args.camera, scanner=args.scanner)
     print(f"station home ready: {path}")
     print(f"next: station pubkey --home {home.root}   (give this key to the town)")
     print(f"      station run --home {home.root}")
