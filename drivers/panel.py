@@ -81,6 +81,10 @@ class Panel:
         if beeps:
             self.buzzer.beep(on_time=0.12, off_time=0.12, n=beeps)
 
+    def beep(self, n: int = 1) -> None:
+        """A short chirp that tells a scan was taken; it leaves the LEDs as they are."""
+        self.buzzer.beep(on_time=0.05, off_time=0.05, n=n)
+
     def lights(self) -> dict[str, bool]:
         return {"green": bool(self.green.value), "amber": bool(self.amber.value), "red": bool(self.red.value)}
 

@@ -14,7 +14,7 @@ from station.config import StationConfig
 from station.decide.catalog import daemon_catalog
 from station.decide.qc import lot_blocked
 from station.errors import JournalDamagedError, JournalError, StationError, StorageError
-from station.events import Event, Instrument, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
+from station.events import Event, Instrument, Press, PublisherNote, Scanned, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
 from station.host import clock, sdnotify
 from station.journal import Journal, JournalStats
@@ -49,6 +49,7 @@ class Daemon:
         self.control = None
         self.workflow: Workflow | None = None
         self.instruments = None  # station.instruments.Instruments when [[readers]] are configured
+        self.scanner = None  # drivers.scanner: its thread opens the device, so a missing one never stops a start
         self._last_status = 0.0
         self._refused: str | None = None  # the refusal last shown, so a change is logged and lit once
 
@@ -84,12 +85,17 @@ class Daemon:
             record=lambda job, frame, strips: recorder.record(job, frame, strips,
                                                               self.workflow.strip_type(job.strip_type_name)),
             refusal=self._refusal, on_done=self._publish_status,
+            producer_patterns=self.cfg.scanner.producer_patterns,
         )
         if self.cfg.readers:
             from station.instruments import Instruments
 
             self.instruments = Instruments(self.cfg, self.home.journal, recorder, self.post, self._show_instrument)
             self.instruments.start()
+        self.scanner = registry.open_device("scanner", self.cfg.scanner.driver, self.cfg.scanner.target)
+        if self.scanner:
+            self.scanner.start(lambda code: self.post(Scanned(code, self.scanner.device)),
+                               lambda fault: log.warning("%s", fault))
         if self.cfg.broker.url:
             self.publisher = self._make_publisher()
             self.publisher.start()
@@ -128,6 +134,8 @@ class Daemon:
             self.publisher.stop(timeout=5)
         if self.instruments:
             self.instruments.close()
+        if self.scanner:
+            self.scanner.close()
         if self.panel:
             self.panel.close()
         if self.camera:
@@ -173,6 +181,8 @@ class Daemon:
                 self.workflow.press(ev)
             case Scored():
                 self.workflow.scored(ev)
+            case Scanned():
+                self.workflow.scanned(ev)
             case PublisherNote():
                 # The publisher logs its own events; the loop only refreshes the status the town sees.
                 if getattr(ev.event, "kind", "") in ("connected", "acked", "quarantined"):
@@ -303,6 +313,7 @@ class Daemon:
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
             "refusing": self._refusal(), "disk_reserve": self.reserve.held,
             "instruments": self.instruments.status() if self.instruments else [],
+            "scanner": self.scanner.status() if self.scanner else None,
         }
 
     def _publish_status(self) -> None:

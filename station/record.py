@@ -109,7 +109,8 @@ class Recorder:
             sample_id = self.sample_id(job, strip, len(strips))
             make = message_factory(
                 cfg=self.cfg, key=self.key, boot=boot, read_at=read_at, clock_synced=synced,
-                sample={"id": sample_id, "producer": None}, strip=strip, strip_type=strip_type,
+                sample={"id": sample_id, "producer": getattr(job, "producer", None)}, strip=strip,
+                strip_type=strip_type,
                 image_sha256=image_sha, calibration=self.calibrations.get(strip_type.name),
             )
             pending.append(Pending(make, strip.verdict, sample_id, str(image_path)))

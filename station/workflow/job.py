@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from station.events import Press, Reply, Scored, StationState
+from station.events import Press, Reply, Scanned, Scored, StationState
 from station.workflow import rules
 
 log = logging.getLogger("station.app")
@@ -23,6 +23,7 @@ class Job:
 
     origin: str  # "button" or "socket"
     sample_id: str | None = None
+    producer: str | None = None  # from a scanned producer information card: the record's sample.producer
     strip_type_name: str | None = None
     replies: list[Reply] = field(default_factory=list)
     attempt: int = 0
@@ -38,7 +39,7 @@ class Workflow:
 
     def __init__(self, *, strip_types: dict, default_type: str, retakes: int, wait_incubation: bool,
                  camera, panel, acquire: Callable[[Job], None], record: Callable, refusal: Callable[[], str | None],
-                 on_done: Callable[[], None]):
+                 on_done: Callable[[], None], producer_patterns: tuple[str, ...] = ()):
         from station.workflow.tray import Tray
 
         self.strip_types, self.default_type = strip_types, default_type
@@ -49,6 +50,8 @@ class Workflow:
         self.job: Job | None = None
         self.state = StationState.STARTING
         self._shown_at: float | None = None  # when the panel began showing the last verdict
+        self.producer_patterns = producer_patterns
+        self.scans: dict[str, str] = {}  # "sample" / "producer" → the code scanned for the next press
 
     def strip_type(self, name: str | None):
         return self.strip_types[name or self.default_type]
@@ -91,7 +94,9 @@ class Workflow:
             if ev.reply:
                 ev.reply({"ok": False, "error": refusal})
             return
-        job = Job(origin=ev.origin, sample_id=ev.sample, strip_type_name=ev.strip_type)
+        # A scanned sample id serves the next press that names none; a producer card, the next press.
+        job = Job(origin=ev.origin, sample_id=ev.sample or self.scans.pop("sample", None),
+                  producer=self.scans.pop("producer", None), strip_type_name=ev.strip_type)
         if ev.reply:
             job.replies.append(ev.reply)
         self.job = job
@@ -107,6 +112,20 @@ class Workflow:
             self.tray.lay(job, time.monotonic() + wait_s)
         else:
             self._acquire(job)
+
+    def scanned(self, ev: Scanned) -> None:
+        from station.scans import accept_scan
+
+        taken = accept_scan(ev.code, self.producer_patterns)
+        if isinstance(taken, str):
+            log.warning("%s: code refused: %s", ev.device or "scanner", taken)
+            return
+        kind, value = taken
+        if kind in self.scans and self.scans[kind] != value:
+            log.info("scanned %s %s replaces %s", kind, value, self.scans[kind])
+        self.scans[kind] = value
+        log.info("scanned %s %s: for the next press", kind, value)
+        self.panel.beep()
 
     def tick(self, now: float) -> None:
         for job in self.tray.due(now):
