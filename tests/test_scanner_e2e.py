@@ -116,20 +116,26 @@ def test_scans_become_sample_and_producer_through_faults(station):
     assert stored["S-2026-0002"] == "ZT0012345" and stored["S-OPERATOR-3"] == "合作社-07"
 
 
-def test_a_missing_scanner_never_stops_the_station(tmp_path):
-    rig = StationRig(tmp_path, photos=("negative.jpg",))
+def test_a_missing_scanner_never_stops_the_station_and_an_empty_tray_keeps_the_scan(tmp_path):
+    rig = StationRig(tmp_path, photos=("empty-tray.jpg", "negative.jpg"))  # served in turn, press after press
     _use_scanner(rig, f"serial:{tmp_path / 'by-id' / 'usb-not-plugged-if00'}")
     daemon = rig.daemon().start()
     try:
         st = eventually(lambda: daemon.status()["scanner"], 5, "the scanner status")
         assert not st["connected"] and "no such serial port" in (st["fault"] or "")
-        assert _pressed(daemon)["verdict"]
+        assert not daemon.press()["ok"]  # the empty tray: answered, nothing recorded
+        assert _pressed(daemon)["verdict"] == "negative"
         # Plugged in later: found without a restart.
         twin = ScannerTwin(tmp_path / "by-id" / "usb-not-plugged-if00")
         try:
             eventually(lambda: daemon.status()["scanner"]["connected"], 10, "the late scanner")
             _scan(daemon, twin, "S-LATE")
-            assert _pressed(daemon)["sample"] == "S-LATE"
+            _scan(daemon, twin, "ZT0099")
+            assert not daemon.press()["ok"]  # nothing recorded: the scans wait for the cassette laid next
+            assert (lambda r: (r["sample"], r["producer"]))(_pressed(daemon)) == ("S-LATE", "ZT0099")
+            assert not daemon.press()["ok"]
+            again = _pressed(daemon)  # a recorded press used them up: the next cassette is not given them again
+            assert again["sample"] != "S-LATE" and again["producer"] is None
         finally:
             twin.close()
     finally:

@@ -26,6 +26,7 @@ class Job:
     producer: str | None = None  # from a scanned producer information card: the record's sample.producer
     strip_type_name: str | None = None
     replies: list[Reply] = field(default_factory=list)
+    scanned: dict[str, str] = field(default_factory=dict)  # scans this press took; given back if nothing is recorded
     attempt: int = 0
     id: int = field(default_factory=lambda: next(_job_ids))
 
@@ -95,8 +96,10 @@ class Workflow:
                 ev.reply({"ok": False, "error": refusal})
             return
         # A scanned sample id serves the next press that names none; a producer card, the next press.
-        job = Job(origin=ev.origin, sample_id=ev.sample or self.scans.pop("sample", None),
-                  producer=self.scans.pop("producer", None), strip_type_name=ev.strip_type)
+        taken = {k: self.scans.pop(k) for k in ("sample", "producer") if k in self.scans and not (k == "sample"
+                                                                                                and ev.sample)}
+        job = Job(origin=ev.origin, sample_id=ev.sample or taken.get("sample"), producer=taken.get("producer"),
+                  strip_type_name=ev.strip_type, scanned=taken)
         if ev.reply:
             job.replies.append(ev.reply)
         self.job = job
@@ -161,6 +164,13 @@ class Workflow:
         self._finish(job, state, reply)
 
     def _finish(self, job: Job, state: str, reply: dict) -> None:
+        if job.scanned and not reply.get("results"):
+            # Nothing recorded (empty tray, a fault): the scans still belong to the cassette about to be laid,
+            # unless the operator has scanned another code since.
+            for kind, value in job.scanned.items():
+                self.scans.setdefault(kind, value)
+            log.info("sample %d: nothing recorded; scanned %s kept for the next press", job.id,
+                     ", ".join(job.scanned.values()))
         self.job = None
         self.panel.show(state)
         self._shown_at = time.monotonic()
