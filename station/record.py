@@ -70,12 +70,12 @@ def message_factory(*, cfg, key, boot: dict, read_at: str, clock_synced: bool, s
     return make
 
 
-def summary(entry, strip) -> dict:
+def summary(entry, strip, producer: str | None = None) -> dict:
     """What `station press` shows for one recorded strip."""
     return {
         "seq": entry.seq, "id": entry.id, "slot": strip.slot, "verdict": strip.verdict,
         "tc_ratio": None if strip.tc_ratio is None else round(float(strip.tc_ratio), 4),
-        "quality": list(strip.quality), "sample": entry.sample_id,
+        "quality": list(strip.quality), "sample": entry.sample_id, "producer": producer,
     }
 
 
@@ -123,7 +123,7 @@ class Recorder:
         for entry, strip in zip(entries, strips, strict=True):
             log.info("result %s: sample %s slot %d %s T/C=%s", entry.id, entry.sample_id, strip.slot, strip.verdict,
                      strip.tc_ratio)
-            out.append(summary(entry, strip))
+            out.append(summary(entry, strip, getattr(job, "producer", None)))
         self.notify()
         return out, None, False
 
