@@ -313,7 +313,8 @@ class Daemon:
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
             "refusing": self._refusal(), "disk_reserve": self.reserve.held,
             "instruments": self.instruments.status() if self.instruments else [],
-            "scanner": self.scanner.status() if self.scanner else None,
+            "scanner": {**self.scanner.status(), "pending": dict(self.workflow.scans) if self.workflow else {}}
+            if self.scanner else None,
         }
 
     def _publish_status(self) -> None:

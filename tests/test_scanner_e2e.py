@@ -131,6 +131,8 @@ def test_a_missing_scanner_never_stops_the_station_and_an_empty_tray_keeps_the_s
             eventually(lambda: daemon.status()["scanner"]["connected"], 10, "the late scanner")
             _scan(daemon, twin, "S-LATE")
             _scan(daemon, twin, "ZT0099")
+            pending = eventually(lambda: daemon.status()["scanner"]["pending"], 5, "the scans to be taken")
+            assert pending == {"sample": "S-LATE", "producer": "ZT0099"}
             assert not daemon.press()["ok"]  # nothing recorded: the scans wait for the cassette laid next
             assert (lambda r: (r["sample"], r["producer"]))(_pressed(daemon)) == ("S-LATE", "ZT0099")
             assert not daemon.press()["ok"]
