@@ -104,9 +104,13 @@ class Panel:
         elif beeps:
             self.buzzer.beep(on_time=0.12, off_time=0.12, n=beeps)
 
+    def beep(self, n: int = 1) -> None:
+        """A short chirp that tells a scan was taken; it leaves the LEDs as they are."""
+        self.buzzer.beep(on_time=0.05, off_time=0.05, n=n)
+
     def acknowledge(self) -> None:
         """One short beep: a scanned code was taken (the lights keep telling the station's state)."""
-        self.buzzer.beep(on_time=0.05, off_time=0.05, n=1)
+        self.beep(1)
 
     def lights(self) -> dict[str, bool]:
         return {"green": bool(self.green.value), "amber": bool(self.amber.value), "red": bool(self.red.value)}

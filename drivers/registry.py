@@ -10,6 +10,7 @@ from drivers.errors import Unsupported
 #   camera(cfg: CameraConfig, resolve: Callable[[str], Path]) -> Camera
 #   panel(cfg: GpioConfig, on_press: Callable[[], None]) -> Panel
 #   reader(cfg: ReaderConfig, post: Callable[[Heard | Link], None], last_record: Callable) -> SerialReader
+#   scanner(target: str) -> Scanner | None, target being what follows "driver:" in [scanner] device
 # Imports stay inside the factories so that naming a driver never loads cv2 or gpiozero for another one.
 
 
@@ -64,6 +65,26 @@ def _fake_reader(cfg: Any, post: Callable, last_record: Callable) -> Any:
     return TwinReader(cfg, post, last_record)
 
 
+def _serial_scanner(target: str) -> Any:
+    from drivers.scanner.base import port_baud
+    from drivers.scanner.serial import DEFAULT_BAUD, SerialScanner
+
+    return SerialScanner(*port_baud(target, DEFAULT_BAUD))
+
+
+def _hid_scanner(target: str) -> Any:
+    from drivers.scanner.hid import HidScanner  # evdev itself is imported when the thread opens the device
+
+    return HidScanner(target)
+
+
+def _fake_scanner(target: str) -> Any:
+    """A pty twin fed by the lines appended to the file `target`, read by the real serial scanner."""
+    from drivers.scanner.fake import FakeScanner
+
+    return FakeScanner(target)
+
+
 def _reader_names() -> tuple[str, ...]:
     from drivers.reader.dialects import names as dialect_names  # no pyserial import: only module names
 
@@ -82,6 +103,9 @@ _ROLES: dict[str, dict[str, Callable[..., Any]]] = {
     # One driver per dialect; the pty twin (drivers/reader/fake.py) is a device, not a driver: the station
     # opens its link path exactly as it opens a real /dev/serial/by-id port.
     "reader": {**{name: _reader(name) for name in _reader_names()}, "fake": _fake_reader},
+    # "none" (the default): sample ids come from `station press --sample` or the cassette's QR.
+    "scanner": {"serial": _serial_scanner, "hid": _hid_scanner, "fake": _fake_scanner,
+                "none": lambda target: None},
 }
 
 

@@ -64,6 +64,7 @@ class Daemon:
         self.control = None
         self.workflow: Workflow | None = None
         self.instruments = None  # station.instruments.Instruments when [[readers]] are configured
+        self.scanner = None  # drivers.scanner: its thread opens the device, so a missing one never stops a start
         self._last_status = 0.0
         self._refused: str | None = None  # the refusal last shown, so a change is logged and lit once
 
@@ -102,13 +103,17 @@ class Daemon:
             refusal=self.refusal, on_done=self._publish_status,
             # tray: slots with their own deadlines; scanned producer cards are told apart by [scanner] patterns.
             slots=self.cfg.tray.slots, incubation_s=self.cfg.tray.incubation_s,
-            producer_patterns=tuple(getattr(getattr(self.cfg, "scanner", None), "producer_patterns", ()) or ()),
+            producer_patterns=tuple(self.cfg.scanner.producer_patterns),
         )
         if self.cfg.readers:
             from station.instruments import Instruments
 
             self.instruments = Instruments(self.cfg, self.home.journal, recorder, self.post, self._show_instrument)
             self.instruments.start()
+        self.scanner = registry.open_device("scanner", self.cfg.scanner.driver, self.cfg.scanner.target)
+        if self.scanner:
+            self.scanner.start(lambda code: self.post(Scanned(code, self.scanner.device)),
+                               lambda fault: log.warning("%s", fault))
         if self.cfg.broker.url:
             self.publisher = self._make_publisher()
             self.publisher.start()
@@ -147,6 +152,8 @@ class Daemon:
             self.publisher.stop(timeout=5)
         if self.instruments:
             self.instruments.close()
+        if self.scanner:
+            self.scanner.close()
         if self.panel:
             self.panel.close()
         if self.camera:
@@ -330,6 +337,8 @@ class Daemon:
             "orders": self.orders.status(),
             **(self.daily.status() if self.journal else {}),
             **(self.workflow.status(time.monotonic()) if self.workflow else {}),  # tray: slots, scanned
+            "scanner": {**self.scanner.status(), "pending": self.workflow.scans.waiting() if self.workflow else {}}
+            if self.scanner else None,
         }
 
     def _publish_status(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from drivers.registry import names as driver_names
 from station.errors import ConfigError
+from station.scans import ScannerConfig
 
 CONFIG_NAME = "station.toml"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -139,6 +140,8 @@ _TABLES: dict[str, type] = {
 # Tables a config written before them may lack: their defaults are exactly the station as it was.
 _OPTIONAL_TABLES: dict[str, type] = {"tray": TrayConfig}
 
+_OPTIONAL = ("strip_types", "readers", "scanner")  # parsed apart (lists, or a table of its own parser)
+
 
 @dataclass(frozen=True)
 class StationConfig:
@@ -154,6 +157,7 @@ class StationConfig:
     tray: TrayConfig = TrayConfig()
     strip_types: dict = field(default_factory=dict)
     readers: tuple = ()  # station.readers.ReaderConfig, one per [[readers]] table
+    scanner: ScannerConfig = field(default_factory=ScannerConfig)  # [scanner] is optional: none when absent
 
     def resolve(self, path: str) -> Path:
         """Config paths are relative to the station home."""
@@ -241,8 +245,8 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(path, "", f"not valid TOML: {exc}", int(m.group(1)) if m else None) from None
     for key in data:
-        if key not in _TABLES and key not in _OPTIONAL_TABLES and key not in ("strip_types", "readers"):
-            allowed = ", ".join([*_TABLES, *_OPTIONAL_TABLES, "strip_types", "readers"])
+        if key not in _TABLES and key not in _OPTIONAL_TABLES and key not in _OPTIONAL:
+            allowed = ", ".join([*_TABLES, *_OPTIONAL_TABLES, *_OPTIONAL])
             raise ConfigError(path, _clip(key), f"unknown table; allowed: {allowed}",
                               _line_of(text, None, key) or _line_of(text, key, ""))
     absent = [name for name in _TABLES if name not in data]
@@ -272,10 +276,13 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         raise ConfigError(path, "assay.strip_type", f"{_show(parts['assay'].strip_type)} not in the catalog; known: "
                           f"{', '.join(sorted(catalog))}", _line_of(text, "assay", "strip_type"))
     from station.readers import parse_readers
+    from station.scans import parse_scanner
 
     readers = parse_readers(path, data.get("readers"), text)
+    scanner = parse_scanner(path, data.get("scanner"), text)
     home = home if home is not None else Path(path).resolve().parent
-    return StationConfig(home=home, source=Path(path), strip_types=catalog, readers=readers, **parts)
+    return StationConfig(home=home, source=Path(path), strip_types=catalog, readers=readers, scanner=scanner,
+                         **parts)
 
 
 def load_config(home: Path) -> StationConfig:

@@ -164,6 +164,23 @@ items = {{ IMI = "imidacloprid", CBZ = "carbendazim", CBF = "carbofuran", PCM = 
 """
 
 
+SCANNER_TABLE = """
+[scanner]
+device = {device}   # serial:/dev/serial/by-id/…[@BAUD] (virtual-COM mode, recommended: carries Chinese)
+                    # | hid:/dev/input/by-id/…-event-kbd (keyboard mode) | fake:FILE (lines appended are scans) | ""
+# A code matching one of these (regular expressions, searched) is a producer information card (主体信息卡)
+# and sets sample.producer; any other code becomes the sample id. A group, e.g. 'code=(ZT\\w+)', gives the id.
+producer_patterns = {patterns}
+"""
+
+
+def scanner_table(device: str = "") -> str:
+    from station.scans import DEFAULT_PRODUCER_PATTERNS
+
+    return SCANNER_TABLE.format(device=toml_string(device),
+                                patterns="[" + ", ".join(toml_string(p) for p in DEFAULT_PRODUCER_PATTERNS) + "]")
+
+
 def reader_tables(readers: list[tuple[str, str, int | None]]) -> str:
     """`--reader DIALECT:PORT[@BAUD]` → one [[readers]] table each, named dialect-1, dialect-2 …"""
     from drivers.reader import dialects
@@ -181,7 +198,8 @@ def reader_tables(readers: list[tuple[str, str, int | None]]) -> str:
 def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_images: str | None = None,
               ca_file: str = "", cert_file: str = "", key_file: str = "", town_key: str | None = None,
               readers: list[tuple[str, str, int | None]] = (), camera: bool = True,
-              camera_driver: str | None = None, slots: int = 1, incubation: int | None = None) -> Path:
+              camera_driver: str | None = None, slots: int = 1, incubation: int | None = None,
+              scanner: str = "") -> Path:
     """Check every input first, then build the home in a staging folder and rename it into place.
 
     A mistyped path or a refused write leaves nothing behind, so re-running init with the fix just works.
@@ -200,7 +218,7 @@ def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_imag
         pin_factory="mock" if sim_images else "lgpio", slots=slots,
         # An incubation asked for is waited for, also in simulation (a training station, the slot tests).
         wait=not sim_images or incubation is not None, incubation=-1 if incubation is None else incubation,
-    ) + reader_tables(list(readers))
+    ) + scanner_table(scanner) + reader_tables(list(readers))
     try:
         parse_config(text, path=str(home.config), home=home.root)
     except ConfigError as exc:

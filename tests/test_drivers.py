@@ -136,13 +136,15 @@ def test_registry_names_every_role_and_a_fake_for_each():
     assert registry.names("camera") == ("folder", "v4l2", "picamera2", "fake", "none")
     assert registry.names("reader") == ("gold-csv", "enzyme-print", "frame-crc8", "fake")
     assert registry.names("panel") == ("gpiozero", "fake")
+    assert registry.names("scanner") == ("serial", "hid", "fake", "none")
+    assert "scanner" in registry.roles()
     assert all("fake" in registry.names(role) for role in registry.roles())
 
 
 @pytest.mark.parametrize(("role", "name", "words"), [
     ("camera", "usb", "camera: driver 'usb' unknown; one of folder, v4l2, picamera2, fake, none"),
     ("panel", "hat", "panel: driver 'hat' unknown; one of gpiozero, fake"),
-    ("printer", "fake", "driver registry: role 'printer' unknown; one of camera, panel, reader"),
+    ("turntable", "fake", "driver registry: role 'turntable' unknown; one of " + ", ".join(registry.roles())),
 ])
 def test_registry_refuses_unknown_names_and_lists_the_known(role, name, words):
     with pytest.raises(Unsupported) as err:

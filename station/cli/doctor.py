@@ -66,6 +66,7 @@ def run_hardware(home) -> int:
         plan.append(("home", lambda: hc.home_owner(home.root)))
     if cfg:
         plan += [("camera", lambda: hc.camera(cfg.camera.driver, cfg.camera.device, cfg.resolve(cfg.camera.folder))),
+                 ("scanner", lambda: hc.scanner(cfg.scanner.driver, cfg.scanner.target)),
                  ("disk", lambda: hc.disk(home.root, cfg.storage.warn_pct, cfg.storage.refuse_pct)),
                  ("broker", lambda: hc.broker(cfg.broker.url)),
                  ("signing key", lambda: hc.signing_key(cfg.resolve(cfg.station.key_file)))]

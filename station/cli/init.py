@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
                    "incubation timer (1..8; default 1: every cassette in view is read at once)")
     p.add_argument("--incubation", type=int, metavar="S", help="incubation seconds for every strip type, "
                    "instead of each type's own (training and tests); also turns the wait on in simulation")
+    p.add_argument("--scanner", default="", metavar="SPEC", help="barcode/QR scanner: serial:PORT[@BAUD] "
+                   "(virtual-COM mode, recommended), hid:/dev/input/by-id/…-event-kbd (keyboard mode), fake:FILE")
     p.add_argument("--no-camera", action="store_true", help="a station with serial instruments only")
     p.set_defaults(func=run)
 
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     path = init_home(home, station=args.station, grid=args.grid, broker=args.broker, sim_images=args.sim_images,
                      ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
                      town_key=args.town_key, readers=readers, camera=not args.no_camera,
-                     camera_driver=args.camera, slots=args.slots, incubation=args.incubation)
+                     camera_driver=args.camera, slots=args.slots, incubation=args.incubation,
+                     scanner=args.scanner)
     print(f"station home ready: {path}")
     print(f"next: station pubkey --home {home.root}   (give this key to the town)")
     print(f"      station run --home {home.root}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 SERVICE_USER = "nongan"
-DEVICE_GROUPS = ("gpio", "video", "dialout")  # SupplementaryGroups= of the unit
+DEVICE_GROUPS = ("gpio", "video", "dialout", "input")  # SupplementaryGroups= of the unit
 CERT_WARN_DAYS = 30
 
 
@@ -108,6 +108,29 @@ def serial_ports(by_id: Path = Path("/dev/serial/by-id")) -> list[Check]:
                       "(the number changes between boots)")]
     return [_device_line("serial", p.resolve(), "dialout") for p in ports] + \
         [Check(OK, "serial by id", ", ".join(p.name for p in ports))]
+
+
+def scanner(driver: str, target: str) -> list[Check]:
+    """The [scanner] device: there, in the group the service joins, and (keyboard mode) evdev importable."""
+    if driver == "none":
+        return [Check(OK, "scanner", "none configured: sample ids come from `station press --sample` or the QR")]
+    if driver == "fake":
+        return [Check(WARN, "scanner", f"simulated (fake): lines appended to {target} are scans",
+                      "set [scanner] device = \"serial:/dev/serial/by-id/…\" for a real scanner")]
+    path = Path(target.rpartition("@")[0] if driver == "serial" and target.rpartition("@")[2].isdigit() else target)
+    if "://" in target:
+        return [Check(OK, "scanner", f"{driver}: {target} (a URL: not checked here)")]
+    if not path.exists():
+        return [Check(FAIL, "scanner", f"{path} does not exist (unplugged?)", "plug the scanner in; name it by "
+                      + ("/dev/serial/by-id/…" if driver == "serial" else "/dev/input/by-id/…-event-kbd"))]
+    out = [_device_line("scanner", path.resolve(), "dialout" if driver == "serial" else "input")]
+    if driver == "hid":
+        try:
+            import evdev  # noqa: F401
+        except ImportError:
+            out.append(Check(FAIL, "scanner", "python evdev not importable (keyboard mode needs it)",
+                             "sudo apt install python3-evdev, or set the scanner to virtual-COM mode"))
+    return out
 
 
 def camera(driver: str, device: str, folder: Path) -> list[Check]:

@@ -74,6 +74,7 @@ def run_demo(work: Path, presses: int | None = None) -> int:
     broker = start_broker(work)
     procs: list[subprocess.Popen] = []
     twins = demo_instruments(work / "by-id")
+    scanner = demo_scanner(work / "by-id")
     try:
         town_key, town_db = town_dir / "town.key", town_dir / "town.sqlite"
         town_jwk = json.loads(station_cmd("town", "pubkey", "--key", str(town_key)).stdout)
@@ -84,6 +85,7 @@ def run_demo(work: Path, presses: int | None = None) -> int:
             init += ["--broker", broker.url]
         for twin in twins:
             init += ["--reader", f"{twin.dialect}:{twin.link}"]
+        init += ["--scanner", f"serial:{scanner.link}"]
         station_cmd(*init)
         say(f"station home {home} (simulated camera: {photos} bundled photographs; MockFactory GPIO)")
         station_jwk = json.loads(station_cmd("pubkey", "--home", str(home)).stdout)
@@ -98,11 +100,15 @@ def run_demo(work: Path, presses: int | None = None) -> int:
         say("station daemon running; pressing the button")
         local = []
         for i in range(presses):
+            if i == 0:
+                scan_codes(home, scanner)
             reply = json.loads(station_cmd("press", "--home", str(home), "--json", check=False).stdout)
-            for r in reply.get("results", []):
-                local.append(r)
             shown = ", ".join(f"{r['id']} {r['verdict']}" for r in reply.get("results", []))
             say(f"press {i + 1}: {shown or reply.get('error')}")
+            if reply.get("results") and not any(r.get("producer") for r in local):
+                show_scanned(reply)  # the first press that records: an empty tray keeps the scans for the next
+            for r in reply.get("results", []):
+                local.append(r)
         if not local:
             raise StationError("no press produced a result")
         local += instrument_results(home, twins)
@@ -123,6 +129,7 @@ def run_demo(work: Path, presses: int | None = None) -> int:
             stop_process(p)
         for twin in twins:
             twin.close()
+        scanner.close()
         if broker:
             broker.stop()
 
@@ -149,6 +156,36 @@ def demo_instruments(by_id: Path) -> list:
 
     return [Twin("gold-csv", by_id / "usb-demo_GR-12_GR0001-if00", serial="GR0001"),
             Twin("enzyme-print", by_id / "usb-demo_enzyme_tester-if00")]
+
+
+DEMO_SAMPLE, DEMO_PRODUCER = "S-20261201-1", "ZT0012345"
+
+
+def demo_scanner(by_id: Path):
+    """The pty twin of a virtual-COM barcode scanner, behind a by-id style link."""
+    from drivers.scanner.fake import ScannerTwin
+
+    return ScannerTwin(by_id / "usb-demo_HR32_Scanner-if00")
+
+
+def scan_codes(home: Path, scanner) -> None:
+    """The operator scans the producer's information card and the sample sheet before laying the cassette."""
+    wait_for(lambda: (_status(home).get("scanner") or {}).get("connected"), 15, "the scanner to connect")
+    for code in (DEMO_PRODUCER, DEMO_SAMPLE):
+        before = _status(home)["scanner"]["codes"]
+        scanner.scan(code)
+        wait_for(lambda before=before: _status(home)["scanner"]["codes"] > before, 10, f"the scan of {code}")
+    say(f"scanned a producer card ({DEMO_PRODUCER}) and a sample sheet ({DEMO_SAMPLE}) on the serial scanner")
+
+
+def show_scanned(reply: dict) -> None:
+    """Every cassette of that press carries the scanned codes (a tray adds /slot to the sample id)."""
+    results = reply["results"]
+    got = {(r.get("sample") or "").split("/")[0] for r in results}, {r.get("producer") for r in results}
+    if got != ({DEMO_SAMPLE}, {DEMO_PRODUCER}):
+        raise StationError(f"the scanned codes did not reach the results: samples, producers = {got}")
+    say(f"results {', '.join(r['id'] for r in results)} carry the scanned sample "
+        f"({', '.join(r['sample'] for r in results)}) and producer {DEMO_PRODUCER}")
 
 
 def instrument_results(home: Path, twins: list) -> list[dict]:

@@ -28,17 +28,18 @@ class Job:
 
     origin: str  # "button" or "socket"
     sample_id: str | None = None
+    producer: str | None = None  # from a scanned producer information card: the record's sample.producer
     strip_type_name: str | None = None
     task: str | None = None  # the plan task named at the press; else station/orders.py matches one
     product: str | None = None
     replies: list[Reply] = field(default_factory=list)
+    scanned: dict[str, str] = field(default_factory=dict)  # scans this press took; given back if nothing is recorded
     attempt: int = 0
     qc: str | None = None  # a control card's control (negative|positive); see workflow/daily.py
     retest_of: str | None = None
     id: int = field(default_factory=lambda: next(_job_ids))
     position: int = 1  # the tray slot it lies in
     slot: int | None = None  # sample.slot in the record: None on a one-slot tray pressed without --slot
-    producer: str | None = None
     laid_at: float = 0.0  # monotonic
     survey: bool = False  # not laid yet: a photograph to find which free slot the button's cassette lies in
     started: Reply | None = None
@@ -198,6 +199,8 @@ class Workflow:
 
     def _lay(self, job: Job, number: int) -> None:
         got = self.scans.take(job.sample_id)
+        job.scanned = {k: v for k, v in (("sample", None if job.sample_id else got.sample),
+                                         ("producer", got.producer)) if v}
         job.sample_id, job.producer, job.position = got.sample, got.producer, number
         wait_s = self.incubation_s(job.strip_type_name)
         # Laid (and its read window started) before anyone is told so: the clock of the card runs from here.
@@ -272,6 +275,12 @@ class Workflow:
 
     def _finish(self, job: Job, state: str, reply: dict) -> None:
         self.tray.finish(job.position, bool(reply.get("results")))
+        if job.scanned and not reply.get("results"):
+            # Nothing recorded (empty tray, a fault): the scans still belong to the cassette about to be laid,
+            # unless the operator has scanned another code since.
+            self.scans.give_back(job.scanned)
+            log.info("sample %d: nothing recorded; scanned %s kept for the next press", job.id,
+                     ", ".join(job.scanned.values()))
         many = self.tray.size > 1
         self.panel.show(state, slot=job.position) if many else self.panel.show(state)
         self._shown_at, self._show_for = time.monotonic(), SHOW_RESULT_S

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
-from station.record import bad_sample_id
+from station.scans import accept_scan
 
 log = logging.getLogger("station.app")
 
@@ -22,25 +21,21 @@ class Scans:
     replaces the first (the operator scanned the wrong sheet and scanned again)."""
 
     def __init__(self, producer_patterns: tuple[str, ...] | list[str] = ()):
-        self.patterns = [re.compile(p) for p in producer_patterns]
+        self.patterns = tuple(producer_patterns)
         self.sample: str | None = None
         self.producer: str | None = None
 
     def add(self, code: str, device: str = "") -> str | None:
         """Keep a scanned code for the next slot; returns why it was refused, or None."""
-        code = code.strip()
-        problem = bad_sample_id(code)
-        if problem:
-            return f"scanned code from {device or 'the scanner'} refused: {problem}"
-        if any(p.search(code) for p in self.patterns):
-            kind, was = "producer", self.producer
-            self.producer = code
-        else:
-            kind, was = "sample", self.sample
-            self.sample = code
-        if was and was != code:
-            log.warning("scanned %s %r replaces %r, which was not yet laid", kind, code, was)
-        log.info("scanned %s %r: waiting for the next slot laid", kind, code)
+        taken = accept_scan(code.strip(), self.patterns)
+        if isinstance(taken, str):
+            return f"scanned code from {device or 'the scanner'} refused: {taken}"
+        kind, value = taken
+        was = getattr(self, kind)
+        setattr(self, kind, value)
+        if was and was != value:
+            log.warning("scanned %s %r replaces %r, which was not yet laid", kind, value, was)
+        log.info("scanned %s %r: waiting for the next slot laid", kind, value)
         return None
 
     def take(self, sample: str | None) -> Attached:
@@ -51,6 +46,12 @@ class Scans:
             self.sample = None
         self.producer = None
         return got
+
+    def give_back(self, scanned: dict[str, str]) -> None:
+        """A press that recorded nothing returns its scans, unless the operator has scanned another since."""
+        for kind, value in scanned.items():
+            if getattr(self, kind) is None:
+                setattr(self, kind, value)
 
     def waiting(self) -> dict:
         return {"sample": self.sample, "producer": self.producer}

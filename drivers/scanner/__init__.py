@@ -1,0 +1,1 @@
+# Barcode/QR scanners: serial (virtual COM), hid (keyboard wedge) and a pty twin; see base.py.
