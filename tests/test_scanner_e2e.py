@@ -107,7 +107,7 @@ def test_scans_become_sample_and_producer_through_faults(station):
     assert daemon.running
     log = daemon.log_file.read_text(errors="replace")
     assert "Traceback" not in log
-    assert "code refused" in log and "scanned producer ZT0012345" in log
+    assert "code from" in log and "refused" in log and "scanned producer 'ZT0012345'" in log
     assert check_journal(rig.home.journal).problems == []
     # The town verifies the records with the producer in them and keeps it.
     eventually(lambda: rig.town_contiguous() >= len(records), 30, "the town to store every result")
