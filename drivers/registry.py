@@ -10,6 +10,7 @@ from drivers.errors import Unsupported
 #   camera(cfg: CameraConfig, resolve: Callable[[str], Path]) -> Camera
 #   panel(cfg: GpioConfig, on_press: Callable[[], None]) -> Panel
 #   reader(cfg: ReaderConfig, post: Callable[[Heard | Link], None], last_record: Callable) -> SerialReader
+#   printer(cfg: PrinterConfig) -> Printer   (cfg.device is the whole spec, e.g. "escpos-serial:/dev/ttyUSB0@9600")
 # Imports stay inside the factories so that naming a driver never loads cv2 or gpiozero for another one.
 
 
@@ -64,6 +65,19 @@ def _fake_reader(cfg: Any, post: Callable, last_record: Callable) -> Any:
     return TwinReader(cfg, post, last_record)
 
 
+def _printer(cfg: Any) -> Any:
+    from drivers.printer.base import parse_spec
+
+    spec = parse_spec(cfg.device)
+    if spec.driver == "fake":
+        from drivers.printer.fake import FakePrinter
+
+        return FakePrinter(spec, cfg.width_dots)
+    from drivers.printer.escpos import EscposPrinter
+
+    return EscposPrinter(spec, cfg.width_dots)
+
+
 def _reader_names() -> tuple[str, ...]:
     from drivers.reader.dialects import names as dialect_names  # no pyserial import: only module names
 
@@ -82,6 +96,8 @@ _ROLES: dict[str, dict[str, Callable[..., Any]]] = {
     # One driver per dialect; the pty twin (drivers/reader/fake.py) is a device, not a driver: the station
     # opens its link path exactly as it opens a real /dev/serial/by-id port.
     "reader": {**{name: _reader(name) for name in _reader_names()}, "fake": _fake_reader},
+    # The name is the spec's prefix; the rest of the spec (port, VID:PID, path) is the driver's to parse.
+    "printer": {"escpos-serial": _printer, "escpos-usb": _printer, "escpos-file": _printer, "fake": _printer},
 }
 
 
