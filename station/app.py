@@ -49,6 +49,7 @@ class Daemon:
         self.control = None
         self.workflow: Workflow | None = None
         self.instruments = None  # station.instruments.Instruments when [[readers]] are configured
+        self.printing = None  # station.printing.Printing when a [printer] is configured
         self._last_status = 0.0
         self._refused: str | None = None  # the refusal last shown, so a change is logged and lit once
 
@@ -76,7 +77,8 @@ class Daemon:
             if hasattr(device, "probe"):
                 device.probe()
         recorder = Recorder(self.cfg, self.key, self.boot, self.journal, self.home.images, self.calibrations,
-                            notify=lambda: self.publisher and self.publisher.notify(), reserve=self.reserve)
+                            notify=self._committed, reserve=self.reserve)
+        self.printing = self._start_printing()
         self.workflow = Workflow(
             strip_types=self.strip_types, default_type=self.cfg.assay.strip_type, retakes=self.cfg.assay.retakes,
             wait_incubation=self.cfg.assay.wait_incubation, camera=self.camera, panel=self.panel,
@@ -128,6 +130,8 @@ class Daemon:
             self.publisher.stop(timeout=5)
         if self.instruments:
             self.instruments.close()
+        if self.printing:
+            self.printing.close()
         if self.panel:
             self.panel.close()
         if self.camera:
@@ -303,6 +307,7 @@ class Daemon:
             "town_key": self.cfg.resolve(self.cfg.town.trust_key).is_file(),
             "refusing": self._refusal(), "disk_reserve": self.reserve.held,
             "instruments": self.instruments.status() if self.instruments else [],
+            "printer": self.printing.status() if self.printing else None,
         }
 
     def _publish_status(self) -> None:
@@ -346,7 +351,23 @@ class Daemon:
                 return {"ok": True, **answer.get(timeout=10)}
             except queue.Empty:
                 return {"ok": False, "error": "the station loop is busy; try again"}
-        return {"ok": False, "error": f"unknown command {str(cmd)[:40]!r}; one of press, status"}
+        if cmd == "reprint":
+            return self.printing.reprint_request(req) if self.printing else {"ok": False, "error": (
+                "no printer configured ([printer] device in station.toml)")}
+        return {"ok": False, "error": f"unknown command {str(cmd)[:40]!r}; one of press, status, reprint"}
+
+    # ---- receipts: after each commit, the printer worker prints; it never holds up the loop -------------
+    def _committed(self) -> None:
+        """The Recorder calls this after every journal commit, camera and instrument results alike."""
+        if self.publisher:
+            self.publisher.notify()
+        if self.printing:
+            self.printing.committed()
+
+    def _start_printing(self):
+        from station.printing import start_printing  # python-escpos and Pillow only where a printer is configured
+
+        return start_printing(self.cfg, self.home, self.journal.stats().last_seq) if self.cfg.printer.device else None
 
     def _bad_press(self, req: dict) -> str | None:
         """Why a press request cannot be taken as sent, or None; every field is checked before it is used."""

@@ -118,6 +118,23 @@ class StorageConfig:
     refuse_pct: float = field(default=95.0, metadata=_bounds(10, 99.9, required=True))
 
 
+@dataclass(frozen=True)
+class PrinterConfig:
+    device: str = field(default="", metadata=_bounds(doc='"" = no printer; escpos-serial:PORT[@BAUD] | '
+                                                     'escpos-usb:VID:PID | escpos-file:PATH | fake:PATH'))
+    width_dots: int = field(default=384, metadata=_bounds(choices=(384, 576), doc="58 mm paper: 384; 80 mm: 576"))
+
+
+@dataclass(frozen=True)
+class ReceiptConfig:
+    verify_url: str = field(default="", metadata=_bounds(doc="the town's receipt page, e.g. https://town.example/r"))
+    operator: str = field(default="", metadata=_bounds(doc="name printed as 检测员"))
+    certificate: bool = True  # print the 承诺达标合格证 prefill when the rules allow it
+
+
+# Optional tables: absent means the defaults (no printer), so homes made before receipts keep loading.
+_OPTIONAL_TABLES: dict[str, type] = {"printer": PrinterConfig, "receipt": ReceiptConfig}
+
 _TABLES: dict[str, type] = {
     "station": StationIdentity,
     "broker": BrokerConfig,
@@ -142,6 +159,8 @@ class StationConfig:
     storage: StorageConfig
     strip_types: dict = field(default_factory=dict)
     readers: tuple = ()  # station.readers.ReaderConfig, one per [[readers]] table
+    printer: PrinterConfig = field(default_factory=PrinterConfig)
+    receipt: ReceiptConfig = field(default_factory=ReceiptConfig)
 
     def resolve(self, path: str) -> Path:
         """Config paths are relative to the station home."""
@@ -185,7 +204,7 @@ def _check_value(path: str, text: str, table: str, f: dataclasses.Field, value: 
         raise ConfigError(path, key, f"{value} is not a finite number", line)
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(path, key, f"{_show(value)} not allowed; one of {', '.join(meta['choices'])}", line)
+        raise ConfigError(path, key, f"{_show(value)} not allowed; one of {', '.join(map(str, meta['choices']))}", line)
     lo, hi = meta.get("lo"), meta.get("hi")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ConfigError(path, key, f"{value} out of range {lo}..{hi}", line)
@@ -218,6 +237,21 @@ def _check_identity(path: str, text: str, ident: StationIdentity) -> None:
                           _line_of(text, "station", "grid"))
 
 
+def _check_printer(path: str, text: str, parts: dict) -> None:
+    from drivers.errors import Unsupported
+    from drivers.printer.base import parse_spec  # pure: no printer library is imported
+
+    printer, receipt = parts.get("printer"), parts.get("receipt")
+    if printer and printer.device:
+        try:
+            parse_spec(printer.device)
+        except Unsupported as exc:
+            raise ConfigError(path, "printer.device", exc.message, _line_of(text, "printer", "device")) from None
+    if receipt and receipt.verify_url and not re.fullmatch(r"https?://[^\s?#]+", receipt.verify_url):
+        raise ConfigError(path, "receipt.verify_url", f"{_show(receipt.verify_url)} must be an http(s) URL without "
+                          "? or #, e.g. https://town.example/r", _line_of(text, "receipt", "verify_url"))
+
+
 def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None) -> StationConfig:
     from station.striptypes import BUILTIN_STRIP_TYPES, strip_type_from_dict
 
@@ -229,8 +263,8 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(path, "", f"not valid TOML: {exc}", int(m.group(1)) if m else None) from None
     for key in data:
-        if key not in _TABLES and key not in ("strip_types", "readers"):
-            allowed = ", ".join([*_TABLES, "strip_types", "readers"])
+        if key not in _TABLES and key not in _OPTIONAL_TABLES and key not in ("strip_types", "readers"):
+            allowed = ", ".join([*_TABLES, *_OPTIONAL_TABLES, "strip_types", "readers"])
             raise ConfigError(path, _clip(key), f"unknown table; allowed: {allowed}",
                               _line_of(text, None, key) or _line_of(text, key, ""))
     absent = [name for name in _TABLES if name not in data]
@@ -238,6 +272,9 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
         raise ConfigError(path, "", f"missing table{'s' * (len(absent) > 1)} {', '.join(f'[{t}]' for t in absent)}"
                           " (was the file cut short? `station init` writes a complete one)")
     parts = {name: _build(path, text, name, cls, data[name]) for name, cls in _TABLES.items()}
+    parts.update({name: _build(path, text, name, cls, data[name]) for name, cls in _OPTIONAL_TABLES.items()
+                  if name in data})
+    _check_printer(path, text, parts)
     _check_identity(path, text, parts["station"])
     storage = parts["storage"]
     if storage.warn_pct >= storage.refuse_pct:

@@ -11,7 +11,8 @@ from station import __version__
 from station.errors import DeviceError, StationError
 
 # One module per sub-command, each with add_parser(subparsers) and run(args) -> int.
-SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score", "readers", "update")
+SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score", "readers", "update",
+               "reprint")
 # Sub-commands of the wings the firmware never imports: (module, registering function). They are imported only
 # in build_parser, so `import station.cli` loads no wing. The lab needs a checkout (it is left out of the Pi
 # wheel), so its sub-commands are simply absent where station.lab is not installed.
