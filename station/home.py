@@ -180,20 +180,21 @@ device = {device}   # escpos-serial:PORT[@BAUD] | escpos-usb:VID:PID | escpos-fi
 width_dots = {width}            # 384 for 58 mm paper, 576 for 80 mm
 
 [receipt]
-verify_url = ""             # the town's receipt page, e.g. "https://town.example/r"; the QR points there
+verify_url = {verify_url}   # the town's receipt page, e.g. "https://town.example/r"; the QR points there
 operator = ""               # printed as 检测员
 certificate = true          # print the 承诺达标合格证 prefill for a known producer's all-negative sample
 """
 
 
-def printer_tables(device: str, width_dots: int = 384) -> str:
-    return PRINTER_TABLES.format(device=toml_string(device), width=width_dots) if device else ""
+def printer_tables(device: str, width_dots: int = 384, verify_url: str = "") -> str:
+    return PRINTER_TABLES.format(device=toml_string(device), width=width_dots,
+                                 verify_url=toml_string(verify_url)) if device else ""
 
 
 def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_images: str | None = None,
               ca_file: str = "", cert_file: str = "", key_file: str = "", town_key: str | None = None,
               readers: list[tuple[str, str, int | None]] = (), camera: bool = True,
-              camera_driver: str | None = None, printer: str = "") -> Path:
+              camera_driver: str | None = None, printer: str = "", verify_url: str = "") -> Path:
     """Check every input first, then build the home in a staging folder and rename it into place.
 
     A mistyped path or a refused write leaves nothing behind, so re-running init with the fix just works.
@@ -210,7 +211,7 @@ def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_imag
         camera="none" if not camera else camera_driver or ("folder" if sim_images else "v4l2"),
         folder=str(Path(sim_images).absolute()) if sim_images else "sim-images",
         pin_factory="mock" if sim_images else "lgpio", wait=not sim_images,
-    ) + reader_tables(list(readers)) + printer_tables(printer)
+    ) + reader_tables(list(readers)) + printer_tables(printer, verify_url=verify_url)
     try:
         parse_config(text, path=str(home.config), home=home.root)
     except ConfigError as exc:

@@ -82,7 +82,8 @@ def receipt_of(body: Mapping[str, Any], msg_hash: str, *, verify_url: str = "", 
         method = t["methods"]["serial"].format(instrument=(body.get("instrument") or {}).get("model") or none)
     else:
         method = t["methods"]["camera"]
-    item = strip.get("analyte") or none
+    names = t.get("analytes", {})
+    item = "、".join(names.get(a.strip(), a.strip()) for a in str(strip.get("analyte") or none).split(","))
     if strip.get("type"):
         item = f"{item}（{strip['type']}）"
     time = body.get("time") or {}

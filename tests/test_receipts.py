@@ -44,8 +44,8 @@ def make(verdict: str, sample: str, producer: str | None, analyte: str = "carbof
 @pytest.fixture
 def rig(tmp_path):
     out = tmp_path / "paper.bin"
-    text = render_config(station="st-1", grid="d/t/v") + printer_tables(f"fake:{out}")
-    text = text.replace('verify_url = ""', f'verify_url = "{VERIFY}"').replace('operator = ""', 'operator = "王芳"')
+    text = render_config(station="st-1", grid="d/t/v") + printer_tables(f"fake:{out}", verify_url=VERIFY)
+    text = text.replace('operator = ""', 'operator = "王芳"')
     cfg = parse_config(text, home=tmp_path)
     journal = Journal(tmp_path / "journal.sqlite")
     printing = Printing(cfg, journal.path, tmp_path / "prints.json")
@@ -191,3 +191,27 @@ def test_certificate_waits_for_every_required_analyte_and_any_retest():
     # Another analyte of the same sample positive and not yet re-tested blocks it even if not required.
     c = rec(7, "carbofuran", "negative")
     assert refusal(c, [c, rec(8, "imidacloprid", "positive")]) == "imidacloprid is positive"
+
+
+def test_init_printer_and_bad_specs_are_named(tmp_path):
+    from station.config import load_config
+    from station.errors import ConfigError
+    from station.home import Home, init_home
+
+    home = Home(tmp_path / "st")
+    init_home(home, station="st-1", grid="d/t/v", printer="escpos-serial:/dev/ttyUSB0@19200",
+              verify_url="https://town.example/r")
+    cfg = load_config(home.root)
+    assert (cfg.printer.device, cfg.printer.width_dots) == ("escpos-serial:/dev/ttyUSB0@19200", 384)
+    assert cfg.receipt.verify_url == "https://town.example/r"
+    base = render_config(station="st-1", grid="d/t/v")
+    for table, problem in [('[printer]\ndevice = "lp0"', "expected one of escpos-serial"),
+                           ('[printer]\ndevice = "escpos-usb:zz:1"', "VID:PID in hex"),
+                           ('[printer]\ndevice = "escpos-serial:/dev/ttyS0@12"', "baud"),
+                           ("[printer]\nwidth_dots = 500", "one of 384, 576"),
+                           ('[receipt]\nverify_url = "https://x/r?h=1"', "without ? or #"),
+                           ("[receipt]\npaper = 1", "unknown key")]:
+        with pytest.raises(ConfigError, match=problem.replace("?", r"\?")) as got:
+            parse_config(base + table)
+        assert got.value.line is not None, table
+    assert parse_config(base).printer.device == ""  # homes made before receipts load unchanged

@@ -13,8 +13,7 @@ def test_daemon_prints_after_commit_and_reprints_after_unplug(tmp_path):
     paper = tmp_path / "paper.bin"
     switch = paper.with_name(paper.name + ".fault")
     cfg = rig.home.config
-    cfg.write_text(cfg.read_text() + printer_tables(f"fake:{paper}").replace(
-        'verify_url = ""', 'verify_url = "https://town.example/r"'))
+    cfg.write_text(cfg.read_text() + printer_tables(f"fake:{paper}", verify_url="https://town.example/r"))
     prints = rig.home.root / "data" / "prints.json"
 
     def job(seq: int) -> dict:
