@@ -142,7 +142,8 @@ def test_registry_names_every_role_and_a_fake_for_each():
 @pytest.mark.parametrize(("role", "name", "words"), [
     ("camera", "usb", "camera: driver 'usb' unknown; one of folder, v4l2, picamera2, fake, none"),
     ("panel", "hat", "panel: driver 'hat' unknown; one of gpiozero, fake"),
-    ("printer", "fake", "driver registry: role 'printer' unknown; one of camera, panel, reader"),
+    ("printer", "lp", "printer: driver 'lp' unknown; one of escpos-serial, escpos-usb, escpos-file, fake"),
+    ("scale", "fake", "driver registry: role 'scale' unknown; one of camera, panel, reader, printer"),
 ])
 def test_registry_refuses_unknown_names_and_lists_the_known(role, name, words):
     with pytest.raises(Unsupported) as err:

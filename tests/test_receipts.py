@@ -215,3 +215,51 @@ def test_init_printer_and_bad_specs_are_named(tmp_path):
             parse_config(base + table)
         assert got.value.line is not None, table
     assert parse_config(base).printer.device == ""  # homes made before receipts load unchanged
+
+
+def test_escpos_serial_driver_sends_the_raster_over_a_real_pty():
+    import os
+    import pty
+    import threading
+    import tty
+
+    from PIL import Image, ImageDraw
+
+    from drivers.errors import DeviceNotFound
+    from drivers.printer.base import parse_spec
+    from drivers.printer.escpos import EscposPrinter
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    got = bytearray()
+
+    def printer_end() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    threading.Thread(target=printer_end, daemon=True).start()
+    img = Image.new("1", (384, 40), 1)
+    ImageDraw.Draw(img).rectangle((10, 10, 99, 29), fill=0)
+    p = EscposPrinter(parse_spec(f"escpos-serial:{os.ttyname(slave)}@115200"), 384)
+    try:
+        p.probe()
+        p.print_image(img)
+        p.cut()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not got.endswith(b"\x1dV\x00"):
+            time.sleep(0.02)
+    finally:
+        p.close()
+        os.close(slave)
+    paper = decode(bytes(got))
+    assert paper.cuts == 1
+    dark = np.asarray(paper.images[0]) == 0
+    assert dark.sum() == 90 * 20 and dark[10:30, 10:100].all()
+    with pytest.raises(DeviceNotFound, match="printer escpos-serial:/dev/nonexistent@9600: cannot open"):
+        EscposPrinter(parse_spec("escpos-serial:/dev/nonexistent"), 384).probe()

@@ -58,6 +58,10 @@ class EscposPrinter:
 
     def _send(self, data: bytes) -> None:
         backend = self._open()
+        if self.spec.driver == "escpos-serial":
+            # pyserial writes block forever by default: a printer holding DSR low (paper out, cover open, with
+            # python-escpos's DTR/DSR flow control) would wedge the worker. Twice the time the bytes need, plus 5 s.
+            backend.device.write_timeout = 5 + 2 * len(data) * 10 / self.spec.baud
         try:
             backend._raw(data)  # the one write path of every python-escpos transport
             flush = getattr(backend, "flush", None)
