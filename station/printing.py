@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from station.certificate import certificate_lines, refusal, tested_analyte_only
+from station.errors import StorageError
 from station.host.files import atomic_write
 from station.receipt import Receipt, producer_by_id, receipt_of
 
@@ -48,15 +49,18 @@ class PrintLog:
             self.jobs = {}
 
     def note(self, seq: int, **fields: Any) -> dict:
-        job = self.jobs.pop(str(seq), {"attempts": 0})  # re-inserted last: dict order is age order
-        job.update(fields, attempts=job["attempts"] + 1, at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        self.jobs[str(seq)] = job
-        for old in list(self.jobs)[:-KEEP_JOBS]:
-            del self.jobs[old]
+        """Record a job's outcome: on disk first, then in memory, so no reader ever sees one the file lacks."""
+        jobs = dict(self.jobs)
+        job = jobs.pop(str(seq), {"attempts": 0})  # re-inserted last: dict order is age order
+        job = {**job, **fields, "attempts": job["attempts"] + 1, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        jobs[str(seq)] = job
+        for old in list(jobs)[:-KEEP_JOBS]:
+            del jobs[old]
         try:
-            atomic_write(self.path, json.dumps({"version": 1, "jobs": self.jobs}, ensure_ascii=False).encode())
-        except OSError as exc:  # a full disk must not stop printing; the status still tells
+            atomic_write(self.path, json.dumps({"version": 1, "jobs": jobs}, ensure_ascii=False).encode())
+        except StorageError as exc:  # a full disk must not stop printing; the status still tells
             log.error("print log %s not saved: %s", self.path, exc)
+        self.jobs = jobs
         return job
 
 
