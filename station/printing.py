@@ -201,9 +201,10 @@ class Printing:
             return self.log.note(entry.seq, status="printed", error=None, certificate=bool(receipt.certificate))
 
 
-def start_printing(cfg, home, last_seq: int) -> Printing:
+def start_printing(cfg, home, last_seq: int, **lookups: Any) -> Printing:
     """The daemon's printer worker, printing results committed after last_seq (earlier ones were printed by
-    the run that committed them, or can be reprinted)."""
-    printing = Printing(cfg, home.journal, home.root / "data" / "prints.json")
+    the run that committed them, or can be reprinted). lookups: Printing's producer=, required=, product=
+    (the roster and the town's plan, once the station holds them); called from the worker thread."""
+    printing = Printing(cfg, home.journal, home.root / "data" / "prints.json", **lookups)
     printing.start(after_seq=last_seq)
     return printing
