@@ -29,6 +29,10 @@ class DeviceTimeout(DeviceError, TimeoutError):
     """The device did not answer in time."""
 
 
+class NotReady(DeviceError, OSError):
+    """The device is there and answering but cannot do the job now: paper out, cover open."""
+
+
 class Unsupported(DeviceError, ValueError):
     """The device, driver name or setting asked for is not one this code supports."""
 

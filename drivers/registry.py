@@ -11,6 +11,7 @@ from drivers.errors import Unsupported
 #   panel(cfg: GpioConfig, on_press: Callable[[], None]) -> Panel
 #   reader(cfg: ReaderConfig, post: Callable[[Heard | Link], None], last_record: Callable) -> SerialReader
 #   scanner(target: str) -> Scanner | None, target being what follows "driver:" in [scanner] device
+#   printer(cfg: PrinterConfig) -> Printer   (cfg.device is the whole spec, e.g. "escpos-serial:/dev/ttyUSB0@9600")
 # Imports stay inside the factories so that naming a driver never loads cv2 or gpiozero for another one.
 
 
@@ -83,6 +84,17 @@ def _fake_scanner(target: str) -> Any:
     from drivers.scanner.fake import FakeScanner
 
     return FakeScanner(target)
+def _printer(cfg: Any) -> Any:
+    from drivers.printer.base import parse_spec
+
+    spec = parse_spec(cfg.device)
+    if spec.driver == "fake":
+        from drivers.printer.fake import FakePrinter
+
+        return FakePrinter(spec, cfg.width_dots)
+    from drivers.printer.escpos import EscposPrinter
+
+    return EscposPrinter(spec, cfg.width_dots)
 
 
 def _reader_names() -> tuple[str, ...]:
@@ -106,6 +118,8 @@ _ROLES: dict[str, dict[str, Callable[..., Any]]] = {
     # "none" (the default): sample ids come from `station press --sample` or the cassette's QR.
     "scanner": {"serial": _serial_scanner, "hid": _hid_scanner, "fake": _fake_scanner,
                 "none": lambda target: None},
+    # The name is the spec's prefix; the rest of the spec (port, VID:PID, path) is the driver's to parse.
+    "printer": {"escpos-serial": _printer, "escpos-usb": _printer, "escpos-file": _printer, "fake": _printer},
 }
 
 

@@ -65,6 +65,7 @@ class Daemon:
         self.workflow: Workflow | None = None
         self.instruments = None  # station.instruments.Instruments when [[readers]] are configured
         self.scanner = None  # drivers.scanner: its thread opens the device, so a missing one never stops a start
+        self.printing = None  # station.printing.Printing when a [printer] is configured
         self._last_status = 0.0
         self._refused: str | None = None  # the refusal last shown, so a change is logged and lit once
 
@@ -92,8 +93,8 @@ class Daemon:
             if hasattr(device, "probe"):
                 device.probe()
         recorder = Recorder(self.cfg, self.key, self.boot, self.journal, self.home.images, self.calibrations,
-                            notify=lambda: self.publisher and self.publisher.notify(), reserve=self.reserve,
-                            orders=self.orders, daily=self.daily)
+                            notify=self._committed, reserve=self.reserve, orders=self.orders, daily=self.daily)
+        self.printing = self._start_printing()
         self.workflow = Workflow(
             strip_types=self.strip_types, default_type=self.cfg.assay.strip_type, retakes=self.cfg.assay.retakes,
             wait_incubation=self.cfg.assay.wait_incubation, camera=self.camera, panel=self.panel,
@@ -154,6 +155,8 @@ class Daemon:
             self.instruments.close()
         if self.scanner:
             self.scanner.close()
+        if self.printing:
+            self.printing.close()
         if self.panel:
             self.panel.close()
         if self.camera:
@@ -339,6 +342,7 @@ class Daemon:
             **(self.workflow.status(time.monotonic()) if self.workflow else {}),  # tray: slots, scanned
             "scanner": {**self.scanner.status(), "pending": self.workflow.scans.waiting() if self.workflow else {}}
             if self.scanner else None,
+            "printer": self.printing.status() if self.printing else None,
         }
 
     def _publish_status(self) -> None:
@@ -354,6 +358,19 @@ class Daemon:
         from station import requests
 
         return requests.handle(self, req)
+
+    # ---- receipts: after each commit, the printer worker prints; it never holds up the loop -------------
+    def _committed(self) -> None:
+        """The Recorder calls this after every journal commit, camera and instrument results alike."""
+        if self.publisher:
+            self.publisher.notify()
+        if self.printing:
+            self.printing.committed()
+
+    def _start_printing(self):
+        from station.printing import start_printing  # python-escpos and Pillow only where a printer is configured
+
+        return start_printing(self.cfg, self.home, self.journal.stats().last_seq) if self.cfg.printer.device else None
 
 
 def _open_journal(home: Home) -> Journal:

@@ -128,6 +128,20 @@ class TrayConfig:
         "-1: each strip type's own incubation_s; otherwise this for every strip type (training and tests)")))
 
 
+@dataclass(frozen=True)
+class PrinterConfig:
+    device: str = field(default="", metadata=_bounds(doc='"" = no printer; escpos-serial:PORT[@BAUD] | '
+                                                     'escpos-usb:VID:PID | escpos-file:PATH | fake:PATH'))
+    width_dots: int = field(default=384, metadata=_bounds(choices=(384, 576), doc="58 mm paper: 384; 80 mm: 576"))
+
+
+@dataclass(frozen=True)
+class ReceiptConfig:
+    verify_url: str = field(default="", metadata=_bounds(doc="the town's receipt page, e.g. https://town.example/r"))
+    operator: str = field(default="", metadata=_bounds(doc="name printed as 检测员"))
+    certificate: bool = True  # print the 承诺达标合格证 prefill when the rules allow it
+
+
 _TABLES: dict[str, type] = {
     "station": StationIdentity,
     "broker": BrokerConfig,
@@ -138,7 +152,7 @@ _TABLES: dict[str, type] = {
     "storage": StorageConfig,
 }
 # Tables a config written before them may lack: their defaults are exactly the station as it was.
-_OPTIONAL_TABLES: dict[str, type] = {"tray": TrayConfig}
+_OPTIONAL_TABLES: dict[str, type] = {"tray": TrayConfig, "printer": PrinterConfig, "receipt": ReceiptConfig}
 
 _OPTIONAL = ("strip_types", "readers", "scanner")  # parsed apart (lists, or a table of its own parser)
 
@@ -158,6 +172,8 @@ class StationConfig:
     strip_types: dict = field(default_factory=dict)
     readers: tuple = ()  # station.readers.ReaderConfig, one per [[readers]] table
     scanner: ScannerConfig = field(default_factory=ScannerConfig)  # [scanner] is optional: none when absent
+    printer: PrinterConfig = field(default_factory=PrinterConfig)
+    receipt: ReceiptConfig = field(default_factory=ReceiptConfig)
 
     def resolve(self, path: str) -> Path:
         """Config paths are relative to the station home."""
@@ -201,7 +217,7 @@ def _check_value(path: str, text: str, table: str, f: dataclasses.Field, value: 
         raise ConfigError(path, key, f"{value} is not a finite number", line)
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(path, key, f"{_show(value)} not allowed; one of {', '.join(meta['choices'])}", line)
+        raise ConfigError(path, key, f"{_show(value)} not allowed; one of {', '.join(map(str, meta['choices']))}", line)
     lo, hi = meta.get("lo"), meta.get("hi")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ConfigError(path, key, f"{value} out of range {lo}..{hi}", line)
@@ -234,6 +250,21 @@ def _check_identity(path: str, text: str, ident: StationIdentity) -> None:
                           _line_of(text, "station", "grid"))
 
 
+def _check_printer(path: str, text: str, parts: dict) -> None:
+    from drivers.errors import Unsupported
+    from drivers.printer.base import parse_spec  # pure: no printer library is imported
+
+    printer, receipt = parts.get("printer"), parts.get("receipt")
+    if printer and printer.device:
+        try:
+            parse_spec(printer.device)
+        except Unsupported as exc:
+            raise ConfigError(path, "printer.device", exc.message, _line_of(text, "printer", "device")) from None
+    if receipt and receipt.verify_url and not re.fullmatch(r"https?://[^\s?#]+", receipt.verify_url):
+        raise ConfigError(path, "receipt.verify_url", f"{_show(receipt.verify_url)} must be an http(s) URL without "
+                          "? or #, e.g. https://town.example/r", _line_of(text, "receipt", "verify_url"))
+
+
 def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None) -> StationConfig:
     from station.striptypes import BUILTIN_STRIP_TYPES, strip_type_from_dict
 
@@ -256,6 +287,7 @@ def parse_config(text: str, *, path: str = CONFIG_NAME, home: Path | None = None
     parts = {name: _build(path, text, name, cls, data[name]) for name, cls in _TABLES.items()}
     parts |= {name: _build(path, text, name, cls, data[name]) for name, cls in _OPTIONAL_TABLES.items()
               if name in data}
+    _check_printer(path, text, parts)
     _check_identity(path, text, parts["station"])
     storage = parts["storage"]
     if storage.warn_pct >= storage.refuse_pct:

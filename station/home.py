@@ -195,11 +195,28 @@ def reader_tables(readers: list[tuple[str, str, int | None]]) -> str:
     return "".join(out)
 
 
+PRINTER_TABLES = """
+[printer]
+device = {device}   # escpos-serial:PORT[@BAUD] | escpos-usb:VID:PID | escpos-file:PATH | fake:PATH
+width_dots = {width}            # 384 for 58 mm paper, 576 for 80 mm
+
+[receipt]
+verify_url = {verify_url}   # the town's receipt page, e.g. "https://town.example/r"; the QR points there
+operator = ""               # printed as 检测员
+certificate = true          # print the 承诺达标合格证 prefill for a known producer's all-negative sample
+"""
+
+
+def printer_tables(device: str, width_dots: int = 384, verify_url: str = "") -> str:
+    return PRINTER_TABLES.format(device=toml_string(device), width=width_dots,
+                                 verify_url=toml_string(verify_url)) if device else ""
+
+
 def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_images: str | None = None,
               ca_file: str = "", cert_file: str = "", key_file: str = "", town_key: str | None = None,
               readers: list[tuple[str, str, int | None]] = (), camera: bool = True,
               camera_driver: str | None = None, slots: int = 1, incubation: int | None = None,
-              scanner: str = "") -> Path:
+              scanner: str = "", printer: str = "", verify_url: str = "") -> Path:
     """Check every input first, then build the home in a staging folder and rename it into place.
 
     A mistyped path or a refused write leaves nothing behind, so re-running init with the fix just works.
@@ -218,7 +235,7 @@ def init_home(home: Home, *, station: str, grid: str, broker: str = "", sim_imag
         pin_factory="mock" if sim_images else "lgpio", slots=slots,
         # An incubation asked for is waited for, also in simulation (a training station, the slot tests).
         wait=not sim_images or incubation is not None, incubation=-1 if incubation is None else incubation,
-    ) + scanner_table(scanner) + reader_tables(list(readers))
+    ) + scanner_table(scanner) + reader_tables(list(readers)) + printer_tables(printer, verify_url=verify_url)
     try:
         parse_config(text, path=str(home.config), home=home.root)
     except ConfigError as exc:

@@ -43,7 +43,10 @@ def handle(daemon, req: dict) -> dict:
             return {"ok": True, **answer.get(timeout=10)}
         except queue.Empty:
             return {"ok": False, "error": "the station loop is busy; try again"}
-    return {"ok": False, "error": f"unknown command {str(cmd)[:40]!r}; one of press, status"}
+    if cmd == "reprint":
+        return daemon.printing.reprint_request(req) if daemon.printing else {"ok": False, "error": (
+            "no printer configured ([printer] device in station.toml)")}
+    return {"ok": False, "error": f"unknown command {str(cmd)[:40]!r}; one of press, status, reprint"}
 
 def bad_press(daemon, req: dict) -> str | None:
     """Why a press request cannot be taken as sent, or None; every field is checked before it is used."""

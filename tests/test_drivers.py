@@ -145,6 +145,7 @@ def test_registry_names_every_role_and_a_fake_for_each():
     ("camera", "usb", "camera: driver 'usb' unknown; one of folder, v4l2, picamera2, fake, none"),
     ("panel", "hat", "panel: driver 'hat' unknown; one of gpiozero, fake"),
     ("turntable", "fake", "driver registry: role 'turntable' unknown; one of " + ", ".join(registry.roles())),
+    ("printer", "lp", "printer: driver 'lp' unknown; one of escpos-serial, escpos-usb, escpos-file, fake"),
 ])
 def test_registry_refuses_unknown_names_and_lists_the_known(role, name, words):
     with pytest.raises(Unsupported) as err:

@@ -12,7 +12,7 @@ from station.errors import DeviceError, StationError
 
 # One module per sub-command, each with add_parser(subparsers) and run(args) -> int.
 SUBCOMMANDS = ("init", "run", "press", "status", "results", "pubkey", "doctor", "score", "readers", "update",
-               "plan", "roster", "lot", "qc")
+               "plan", "roster", "lot", "qc", "reprint")
 # Sub-commands of the wings the firmware never imports: (module, registering function). They are imported only
 # in build_parser, so `import station.cli` loads no wing. The lab needs a checkout (it is left out of the Pi
 # wheel), so its sub-commands are simply absent where station.lab is not installed.

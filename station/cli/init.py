@@ -31,6 +31,10 @@ def add_parser(sub) -> None:
     p.add_argument("--scanner", default="", metavar="SPEC", help="barcode/QR scanner: serial:PORT[@BAUD] "
                    "(virtual-COM mode, recommended), hid:/dev/input/by-id/…-event-kbd (keyboard mode), fake:FILE")
     p.add_argument("--no-camera", action="store_true", help="a station with serial instruments only")
+    p.add_argument("--printer", default="", metavar="SPEC", help="receipt printer: escpos-serial:PORT[@BAUD], "
+                   "escpos-usb:VID:PID, escpos-file:PATH (e.g. /dev/usb/lp0) or fake:PATH")
+    p.add_argument("--verify-url", default="", metavar="URL", help="the town's receipt page the receipt QR points "
+                   "to, e.g. https://town.example/r (with --printer)")
     p.set_defaults(func=run)
 
 
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                      ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
                      town_key=args.town_key, readers=readers, camera=not args.no_camera,
                      camera_driver=args.camera, slots=args.slots, incubation=args.incubation,
-                     scanner=args.scanner)
+                     scanner=args.scanner, printer=args.printer, verify_url=args.verify_url)
     print(f"station home ready: {path}")
     print(f"next: station pubkey --home {home.root}   (give this key to the town)")
     print(f"      station run --home {home.root}")

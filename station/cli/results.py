@@ -7,6 +7,7 @@ from station.cli.common import add_home, home_of, print_json, table
 from station.errors import StationError
 from station.journal import Journal
 from station.protocol.signing import unverified_payload
+from station.receipt import qr_text, station_id_of
 
 
 def add_parser(sub) -> None:
@@ -25,11 +26,22 @@ def delivery(entry) -> str:
     return "published, awaiting town ack" if entry.published else "queued"
 
 
+def _verify_url(home) -> str:
+    """[receipt] verify_url, or "" when the config cannot be read: listing results must not need it."""
+    from station.config import load_config
+
+    try:
+        return load_config(home.root).receipt.verify_url
+    except StationError:
+        return ""
+
+
 def run(args: argparse.Namespace) -> int:
     home = home_of(args)
     if not home.journal.exists():
         raise StationError(f"{home.journal}: no journal yet (has the daemon run in this home?)")
     # The daemon may hold the journal open; a reader needs no integrity scan, the daemon ran one at start.
+    verify_url = _verify_url(home)
     with Journal(home.journal, check=False) as journal:
         entries = journal.entries(limit=args.limit)
         stats = journal.stats()
@@ -40,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
                     "tc_ratio": payload["reading"].get("tc_ratio"), "read_at": payload["time"]["read_at"],
                     "slot": payload["strip"]["slot"], "delivery": delivery(e), "kind": payload.get("kind", "result"),
                     "lot": payload["strip"].get("lot"), "qc": payload.get("qc"), "retest": payload.get("retest"),
-                    "chain": chain_of(payload, payloads)})
+                    "chain": chain_of(payload, payloads),
+                    # the text of the receipt's QR: the town's page for this signed record
+                    "receipt_qr": qr_text(verify_url, station_id_of(payload), e.seq, e.msg_hash)})
     if args.json:
         print_json({"results": out, "last_seq": stats.last_seq, "acked_seq": stats.acked_seq,
                     "unacked": stats.unacked})

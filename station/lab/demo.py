@@ -86,6 +86,8 @@ def run_demo(work: Path, presses: int | None = None) -> int:
         for twin in twins:
             init += ["--reader", f"{twin.dialect}:{twin.link}"]
         init += ["--scanner", f"serial:{scanner.link}"]
+        # The receipt printer's twin writes ESC/POS bytes to a file; its QR points at the demo town's dashboard.
+        init += ["--printer", f"fake:{work / 'paper.bin'}", "--verify-url", "http://127.0.0.1:8080/r"]
         station_cmd(*init)
         say(f"station home {home} (simulated camera: {photos} bundled photographs; MockFactory GPIO)")
         station_jwk = json.loads(station_cmd("pubkey", "--home", str(home)).stdout)
@@ -111,6 +113,8 @@ def run_demo(work: Path, presses: int | None = None) -> int:
                 local.append(r)
         if not local:
             raise StationError("no press produced a result")
+        # A positive shows most of the slip (the re-test request); any result will do when none is positive.
+        save_receipt(work, home, next((r for r in local if r["verdict"] == "positive"), local[0])["seq"])
         local += instrument_results(home, twins)
         if not broker:
             say("offline: results are journaled locally; `station results` lists them as queued")
@@ -148,6 +152,21 @@ def show_town_outputs(town_db: Path, town_dir: Path) -> None:
         say(f"the month's report could not be made: {(made.stderr or made.stdout).strip()[-300:]}")
     say(f"dashboard: station town serve --db {town_db} --trust {town_dir / 'trust'}  ->  http://127.0.0.1:8080/"
         "  (run the demo with --keep DIR to keep them)")
+
+
+def save_receipt(work: Path, home: Path, seq: int) -> Path:
+    """The first result's receipt as the paper would show it: the printer twin's bytes decoded to a PNG. It is
+    written beside the work folder, so it outlives a demo run that cleans up after itself."""
+    from station.lab.escpos_decode import decode
+
+    prints = home / "data" / "prints.json"
+    job = wait_for(lambda: prints.exists() and json.loads(prints.read_text())["jobs"].get(str(seq)), 30,
+                   f"the receipt of result {seq}")
+    paper = decode((work / "paper.bin").read_bytes())
+    png = work.parent / f"{work.name}-receipt-{seq}.png"
+    paper.images[seq - 1].save(png)  # one slip per result, printed in seq order (none failed in the demo)
+    say(f"receipt of {STATION}:{seq} ({job['status']}; ESC/POS decoded back to pixels): {png}")
+    return png
 
 
 def demo_instruments(by_id: Path) -> list:
