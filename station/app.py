@@ -16,7 +16,7 @@ from station.decide.qc import lot_blocked
 from station.errors import JournalDamagedError, JournalError, StationError, StorageError
 from station.events import Event, Instrument, Press, PublisherNote, Scored, StationState, StatusRequest, Stop
 from station.home import Home, signing_key_path
-from station.host import clock, sdnotify
+from station.host import clock, sdnotify, update_order
 from station.journal import Journal, JournalStats
 from station.protocol import signing
 from station.record import Recorder, bad_sample_id
@@ -49,6 +49,7 @@ class Daemon:
         self.control = None
         self.workflow: Workflow | None = None
         self.instruments = None  # station.instruments.Instruments when [[readers]] are configured
+        self.updates = None  # station.host.update_order.UpdateOrders: town-ordered updates
         self._last_status = 0.0
         self._refused: str | None = None  # the refusal last shown, so a change is logged and lit once
 
@@ -95,6 +96,7 @@ class Daemon:
             self.publisher.start()
         else:
             log.warning("broker.url is empty: running offline; results stay queued in the journal")
+        self.updates = update_order.UpdateOrders(self.home.root / "update", _broker_host(self.cfg.broker.url))
         stats = self.journal.stats()
         log.info("station %s ready: boot %d, last seq %d, town acked %d, %d unacknowledged, disk %.1f%%",
                  self.cfg.station.path, self.boot, stats.last_seq, stats.acked_seq, stats.unacked,
@@ -122,6 +124,8 @@ class Daemon:
 
     def stop(self) -> None:
         sdnotify.notify("STOPPING=1")
+        if self.updates:
+            self.updates.close()
         if self.control:
             self.control.close()
         if self.publisher:
@@ -177,6 +181,8 @@ class Daemon:
                 # The publisher logs its own events; the loop only refreshes the status the town sees.
                 if getattr(ev.event, "kind", "") in ("connected", "acked", "quarantined"):
                     self._publish_status()
+                elif getattr(ev.event, "kind", "") == "update":
+                    self.updates.accept(ev.event.detail)
             case StatusRequest():
                 ev.reply(self.status())
             case Instrument():
@@ -195,6 +201,8 @@ class Daemon:
             self.reserve.restore(self.disk.free_bytes)
         if self.instruments:
             self.instruments.flush()
+        if self.updates:
+            self.updates.tick(lambda: update_order.loop_busy(str(self.state), self.journal))
         if now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
             if self.disk.level != "ok":
@@ -356,6 +364,12 @@ class Daemon:
         if not isinstance(req.get("wait", True), bool):
             return "wait must be true or false"
         return bad_sample_id(req.get("sample"))
+
+
+def _broker_host(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname if url else None
 
 
 def _open_journal(home: Home) -> Journal:
