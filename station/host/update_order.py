@@ -53,11 +53,12 @@ def stale_positives(entries: list, now_monotonic: float, max_age_s: float = POSI
     return [e for e in entries if not 0 <= now_monotonic - e.created_monotonic <= max_age_s]
 
 
-def loop_busy(state: str, journal) -> str | None:
+def loop_busy(state: str, journal, now_monotonic: float | None = None) -> str | None:
     """The loop's own answer to `station update --check`: never mid-sample, never with a positive waiting."""
     if state != "idle":
         return f"the station is {state}: a sample is being read or incubating"
-    stale = stale_positives(journal.unacked_positives(limit=1000), time.monotonic()) if journal else []
+    now = time.monotonic() if now_monotonic is None else now_monotonic
+    stale = stale_positives(journal.unacked_positives(limit=1000), now) if journal else []
     if stale:
         return (f"{len(stale)} positive result(s) older than {POSITIVE_MAX_AGE_S:.0f} s not yet acknowledged by the "
                 f"town (oldest seq {stale[0].seq})")
@@ -66,8 +67,9 @@ def loop_busy(state: str, journal) -> str | None:
 
 class UpdateOrders:
     def __init__(self, folder: Path, broker_host: str | None, *, timeout_s: float = 30.0,
-                 max_bytes: int = 512 * 1024 * 1024):
+                 max_bytes: int = 512 * 1024 * 1024, recheck_s: float = 5.0, busy_retry_s: float = BUSY_RETRY_S):
         self.dir, self.broker_host, self.timeout_s, self.max_bytes = Path(folder), broker_host, timeout_s, max_bytes
+        self.recheck_s, self.busy_retry_s = recheck_s, busy_retry_s  # how soon to ask again: busy, refused
         self.order: UpdateOrder | None = None
         self.phase = "none"  # none | fetching | fetched | requested
         self._job: Future | None = None
@@ -116,7 +118,7 @@ class UpdateOrders:
             reason = busy()
             if reason:
                 self._say(f"update {self.order.version} waits: {reason}")
-                self._next_try = now + 5.0
+                self._next_try = now + self.recheck_s
                 return
             atomic_write(self.dir / "request.json", json.dumps({
                 "version": self.order.version, "nonce": self.order.nonce, "archive": str(self._archive()),
@@ -196,7 +198,7 @@ class UpdateOrders:
         if not mine:
             return
         if res.get("outcome") == "refused":
-            self.phase, self._next_try = "fetched", time.monotonic() + BUSY_RETRY_S  # busy after all: try again
+            self.phase, self._next_try = "fetched", time.monotonic() + self.busy_retry_s  # busy after all: try again
         else:
             self._clear()  # updated, or failed and rolled back: a failed release is not retried by itself
 
