@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.resume_probation:
         service = SystemdService()
-        print(probation.resume(releases, lambda: update._prove(service, 90.0, args.probation),
+        print(probation.resume(releases, lambda s: update.prove(service, 90.0, s),
                                lambda v: update.confirm(releases, v)))
         return 0
     if args.request:

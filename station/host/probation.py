@@ -32,8 +32,9 @@ def _boot_id() -> str:
         return ""
 
 
-def begin(releases: rel.Releases, version: str, previous: str | None) -> None:
-    _write(releases, {"version": version, "previous": previous, "starts": 0, "boot_id": _boot_id(),
+def begin(releases: rel.Releases, version: str, previous: str | None, probation_s: float = 120.0) -> None:
+    _write(releases, {"version": version, "previous": previous, "probation_s": probation_s, "starts": 0,
+                      "boot_id": _boot_id(),
                       "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
@@ -82,22 +83,23 @@ def boot_check(releases: rel.Releases, spawn_watcher: Callable[[], None]) -> str
     return f"release {version} unconfirmed after a restart (power lost?): one more probation, then confirm"
 
 
-def resume(releases: rel.Releases, prove: Callable[[], str | None], confirm: Callable[[str], None]) -> str:
+def resume(releases: rel.Releases, prove: Callable[[float], str | None], confirm: Callable[[str], None]) -> str:
     """The watcher boot_check spawned: prove the release on probation again; confirm it or roll it back.
 
-    prove() restarts the unit, waits for READY and watches the probation (update._prove); it returns why not."""
+    prove(seconds) restarts the unit, waits for READY and watches a probation that long (update.prove); it returns
+    why not. The probation is the one the interrupted update asked for."""
     with releases.lock(wait_s=60):
         rec = read(releases)
         if rec is None or rec.get("version") != releases.current():
             return "nothing on probation"
         _write(releases, {**rec, "boot_id": _boot_id(), "pid": os.getpid()})
-        problem = prove()
+        problem = prove(float(rec.get("probation_s", 120.0)))
         if problem is None:
             end(releases)
             confirm(rec["version"])
             return f"release {rec['version']} passed its probation after the restart"
         out = _roll_back(releases, rec, problem)
-        again = prove()
+        again = prove(0)
     return out if again is None else f"{out}; and {rec.get('previous')} did not start either: {again}"
 
 

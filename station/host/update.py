@@ -55,10 +55,11 @@ def apply(archive: Path, signature: Path, key_file: Path, releases: rel.Releases
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        probation.begin(releases, info.version, running)  # before the switch: a power cut after it is then undone
+        # Before the switch: a power cut after it is then undone at the next start (station/host/probation.py).
+        probation.begin(releases, info.version, running, probation_s)
         old = releases.switch(info.version)
         log.warning("update: switched %s -> %s; probation %.0f s", old, info.version, probation_s)
-        problem = _prove(service, ready_timeout_s, probation_s)
+        problem = prove(service, ready_timeout_s, probation_s)
         if problem is None:
             probation.end(releases)
             (dest / "FAILED").unlink(missing_ok=True)
@@ -72,7 +73,7 @@ def apply(archive: Path, signature: Path, key_file: Path, releases: rel.Releases
             raise UpdateError(f"release {info.version} failed ({problem}) and there is no release to roll back to")
         releases.switch(old)
         probation.end(releases)
-        again = _prove(service, ready_timeout_s, 0)
+        again = prove(service, ready_timeout_s, 0)
         if again:
             raise UpdateError(f"release {info.version} failed ({problem}); rolled back to {old}, which did not "
                               f"start either: {again}")
@@ -87,13 +88,13 @@ def rollback(releases: rel.Releases, service: Service, ready_timeout_s: float = 
             raise ReleaseError(f"{releases.root}: no previous release to roll back to")
         releases.switch(prev)
         probation.end(releases)
-        problem = _prove(service, ready_timeout_s, 0)
+        problem = prove(service, ready_timeout_s, 0)
         if problem:
             raise UpdateError(f"rolled back to {prev}, but it did not start: {problem}")
         return prev
 
 
-def _prove(service: Service, ready_timeout_s: float, probation_s: float) -> str | None:
+def prove(service: Service, ready_timeout_s: float, probation_s: float) -> str | None:
     try:
         service.restart(ready_timeout_s)
     except UpdateError as exc:
