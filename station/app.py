@@ -26,7 +26,7 @@ from station.events import (
     Stop,
 )
 from station.home import Home, signing_key_path
-from station.host import clock, sdnotify
+from station.host import clock, sdnotify, update_order
 from station.journal import Journal, JournalStats
 from station.orders import Orders
 from station.protocol import signing
@@ -66,6 +66,7 @@ class Daemon:
         self.instruments = None  # station.instruments.Instruments when [[readers]] are configured
         self.scanner = None  # drivers.scanner: its thread opens the device, so a missing one never stops a start
         self.printing = None  # station.printing.Printing when a [printer] is configured
+        self.updates = None  # station.host.update_order.UpdateOrders: town-ordered updates
         self._last_status = 0.0
         self._refused: str | None = None  # the refusal last shown, so a change is logged and lit once
 
@@ -120,6 +121,7 @@ class Daemon:
             self.publisher.start()
         else:
             log.warning("broker.url is empty: running offline; results stay queued in the journal")
+        self.updates = update_order.UpdateOrders(self.home.root / "update", _broker_host(self.cfg.broker.url))
         stats = self.journal.stats()
         log.info("station %s ready: boot %d, last seq %d, town acked %d, %d unacknowledged, disk %.1f%%",
                  self.cfg.station.path, self.boot, stats.last_seq, stats.acked_seq, stats.unacked,
@@ -147,6 +149,8 @@ class Daemon:
 
     def stop(self) -> None:
         sdnotify.notify("STOPPING=1")
+        if self.updates:
+            self.updates.close()
         if self.control:
             self.control.close()
         if self.publisher:
@@ -212,6 +216,8 @@ class Daemon:
                 self.orders.note(ev.event)
                 if getattr(ev.event, "kind", "") in ("connected", "acked", "quarantined"):
                     self._publish_status()
+                elif getattr(ev.event, "kind", "") == "update":
+                    self.updates.accept(ev.event.detail)
             case StatusRequest():
                 ev.reply(self.status())
             case Instrument():
@@ -230,6 +236,8 @@ class Daemon:
             self.reserve.restore(self.disk.free_bytes)
         if self.instruments:
             self.instruments.flush()
+        if self.updates:
+            self.updates.tick(lambda: update_order.loop_busy(str(self.state), self.journal))
         if now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
             if self.disk.level != "ok":
@@ -371,6 +379,12 @@ class Daemon:
         from station.printing import start_printing  # python-escpos and Pillow only where a printer is configured
 
         return start_printing(self.cfg, self.home, self.journal.stats().last_seq) if self.cfg.printer.device else None
+
+
+def _broker_host(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname if url else None
 
 
 def _open_journal(home: Home) -> Journal:

@@ -11,8 +11,7 @@ from pathlib import Path
 from station.cli.common import add_home, home_of
 from station.errors import ControlError, UpdateRefused
 from station.home import Home
-
-POSITIVE_MAX_AGE_S = 60.0  # a positive older than this should have reached the town; an update would delay it
+from station.host.update_order import POSITIVE_MAX_AGE_S, stale_positives
 
 
 def add_parser(sub) -> None:
@@ -27,12 +26,13 @@ def add_parser(sub) -> None:
                    help="seconds the new release must keep running and pinging its watchdog (default 120)")
     p.add_argument("--rollback", action="store_true", help="switch back to the previous release now")
     p.add_argument("--check", action="store_true", help="only say whether an update may run now (exit 0 if so)")
+    p.add_argument("--request", type=Path, metavar="FILE", help="carry out a town-ordered update the daemon "
+                   "fetched (nongan-station-update.service runs this as root)")
+    p.add_argument("--boot-check", action="store_true", help="before the daemon starts (ExecStartPre): roll back "
+                   "or re-watch a release left on probation by a power cut")
+    p.add_argument("--resume-probation", action="store_true", help="watch the release on probation again "
+                   "(started by --boot-check), then confirm it or roll it back")
     p.set_defaults(func=run)
-
-
-def stale_positives(entries: list, now_monotonic: float, max_age_s: float = POSITIVE_MAX_AGE_S) -> list:
-    """Unacknowledged positives older than max_age_s. A created_monotonic above now is from an earlier boot."""
-    return [e for e in entries if not 0 <= now_monotonic - e.created_monotonic <= max_age_s]
 
 
 def busy_reason(home: Home, now_monotonic: float | None = None) -> str | None:
@@ -75,8 +75,8 @@ def _check_as_owner(home: Home) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from station.host import probation, update
     from station.host import releases as rel
-    from station.host import update
     from station.host.service import SystemdService
 
     home = home_of(args)
@@ -85,6 +85,20 @@ def run(args: argparse.Namespace) -> int:
         reason = busy_reason(home)
         print(reason or "the station may be updated now")
         return 1 if reason else 0
+    if args.boot_check:
+        print(probation.boot_check(releases, lambda: _spawn_watcher(releases)))
+        return 0
+    if args.resume_probation:
+        service = SystemdService()
+        print(probation.resume(releases, lambda s: update.prove(service, 90.0, s),
+                               lambda v: update.confirm(releases, v)))
+        return 0
+    if args.request:
+        res = update.run_request(args.request, args.release_key or rel.DEFAULT_RELEASE_KEY, releases,
+                                 rel.PipInstaller(), SystemdService(), lambda: _check_as_owner(home),
+                                 probation_s=args.probation)
+        print(f"update {res.get('version')}: {res.get('outcome')}: {res.get('detail')}")
+        return 0 if res.get("outcome") == "updated" else 1
     if args.rollback:
         print(f"rolled back to {update.rollback(releases, SystemdService())}")
         return 0
@@ -105,3 +119,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"release {outcome.version} failed ({outcome.problem}); rolled back to {outcome.previous}, which is running")
     return 1
+
+
+def _spawn_watcher(releases) -> None:
+    """A transient unit of its own: the watcher must outlive this ExecStartPre and restart the station unit."""
+    exe = releases.root / "current" / ".venv" / "bin" / "station"
+    done = subprocess.run(["systemd-run", "--no-block", "--unit", "nongan-station-probation", "--collect",
+                           str(exe), "update", "--resume-probation", "--root", str(releases.root)],
+                          capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise OSError(f"systemd-run: {done.stderr.strip() or done.returncode}")

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -163,14 +164,23 @@ class Releases:
         return victims
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """One update at a time: a second `station update` fails at once instead of racing the first."""
+    def lock(self, wait_s: float = 0.0) -> Iterator[None]:
+        """One update at a time: a second `station update` fails (after wait_s) instead of racing the first.
+
+        The kernel drops a flock when its holder dies, so a held lock also means "an update or probation watcher
+        is alive right now" (station/host/probation.py relies on that after a power cut or a SIGKILL).
+        """
         self.root.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + wait_s
         with open(self.root / ".update.lock", "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ReleaseError(f"{self.root}: another update is running") from None
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise ReleaseError(f"{self.root}: another update is running") from None
+                    time.sleep(0.2)
             yield
 
 

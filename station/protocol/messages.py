@@ -1,4 +1,4 @@
-# Town <-> station control messages: signed acks, commands (resend, plan, roster) and station checkpoints.
+# Town <-> station control messages: signed acks, commands (resend, plan, roster, update) and station checkpoints.
 # Pure functions: building and verifying them needs no MQTT, so every refusal path is unit-testable.
 from __future__ import annotations
 
@@ -202,6 +202,65 @@ def verify_order(p: dict, message: bytes, *, now: float | None,
     if not remember_nonce(nonce, expires):
         raise Refused(cmd, f"nonce {nonce!r} already used (replay)")
     return OrderCommand(cmd, {**body, "issued_at": issued_at}, nonce, expires, message)
+# ---------------------------------------------------------------- update command
+# A release (tens of MB) cannot ride a 128 KB MQTT message, so the command names it: where to fetch it and the
+# SHA-256 and size it must have. The archive's own release-key signature is checked again before installing.
+
+MAX_RELEASE_BYTES = 512 * 1024 * 1024
+_UPDATE_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,40}$")  # the same rule as host/releases.py
+
+
+@dataclass(frozen=True)
+class UpdateCommand:
+    version: str
+    url: str
+    sha256: str
+    size: int
+    nonce: str
+    expires: int
+
+
+def build_update(key: Ed25519PrivateKey, kid: str, station_path: str, version: str, url: str, sha256: str,
+                 size: int, nonce: str, expires: int) -> bytes:
+    payload = {"v": 1, "station": station_path, "cmd": "update", "version": version, "url": url,
+               "sha256": sha256, "size": size, "nonce": nonce, "expires": expires}
+    return sign_jws(payload, key, kid, CMD_TYP)
+
+
+def verify_update(message: bytes, town_key: Ed25519PublicKey | None, station_path: str, *, now: float | None,
+                  remember_nonce: Callable[[str, int], bool]) -> UpdateCommand:
+    """Verify a town `update` command; raises Refused with the reason.
+
+    Unlike resend, an update is not idempotent, so it needs a trusted `now` (see verify_command): without one
+    its expiry cannot be judged and it is refused. http:// is allowed here because the SHA-256 is signed; which
+    hosts may serve it is the station's policy (station/host/update_order.py).
+    """
+    p = _verify("update", message, town_key, CMD_TYP, station_path)
+    if p.get("cmd") != "update":
+        raise Refused("update", f"not an update command: cmd={p.get('cmd')!r}")
+    version, url, digest = p.get("version"), p.get("url"), p.get("sha256")
+    if not isinstance(version, str) or not _UPDATE_VERSION.match(version):
+        raise Refused("update", f"version must be 1-41 letters, digits, '.', '+', '_' or '-', got {version!r}")
+    if not isinstance(url, str) or len(url) > 1024 or not re.match(r"^https?://[^/@\s]+/\S*$", url):
+        raise Refused("update", f"url must be http(s)://HOST/PATH without credentials, got {str(url)[:80]!r}")
+    if not isinstance(digest, str) or not _HEX64.match(digest):
+        raise Refused("update", "sha256 must be 64 lowercase hex digits")
+    size = _int(p, "size", "update", 1)
+    if size > MAX_RELEASE_BYTES:
+        raise Refused("update", f"size {size} exceeds the {MAX_RELEASE_BYTES} byte limit")
+    expires = _int(p, "expires", "update", 1)
+    nonce = p.get("nonce")
+    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
+        raise Refused("update", "nonce must be a string of 8..128 characters")
+    if now is None:
+        raise Refused("update", "no trusted time yet (clock not synchronised, no town ack): cannot judge expiry")
+    if expires < now - CLOCK_SKEW_S:
+        raise Refused("update", f"expired {int(now - expires)} s ago")
+    if expires > now + MAX_TTL_S + CLOCK_SKEW_S:
+        raise Refused("update", f"expiry {int(expires - now)} s ahead exceeds the {MAX_TTL_S} s limit")
+    if not remember_nonce(nonce, expires):
+        raise Refused("update", f"nonce {nonce!r} already used (replay)")
+    return UpdateCommand(version, url, digest, size, nonce, expires)
 
 
 # ---------------------------------------------------------------- checkpoints

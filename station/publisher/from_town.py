@@ -1,11 +1,12 @@
-# What the town sends the publisher: signed acks (checked against the journal), commands; trusted time.
-# A verified plan or roster goes to the loop as an events.Order (the loop owns what the station works to).
+# What the town sends the publisher: signed acks (checked against the journal), resend and update orders; trusted
+# time. A verified plan or roster goes to the loop as an events.Order (the loop owns what the station works to).
 #
 # Threads
 #   worker  TownReplies and TrustedTime.saw_ack: acks and commands arrive through the worker's inbox.
 #   any     TrustedTime.now (Publisher.trusted_now): reads one tuple the worker replaces whole.
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from station.errors import Refused, StationError
 from station.events import Order
-from station.protocol.messages import Ack, OrderCommand, ack_time_unix, verify_ack, verify_command
+from station.protocol.messages import Ack, OrderCommand, ack_time_unix, verify_ack, verify_command, verify_update
+from station.protocol.signing import unverified_payload
 from station.publisher.checkpoints import Checkpoints
 from station.publisher.session import Emit, Session
 
@@ -98,6 +100,15 @@ class TownReplies:
             at = now if now is not None else min(time.time(), expires - 1)
             return self.journal.remember_nonce(nonce, expires, now=at)
 
+        if _cmd_name(payload) == "update":
+            # The loop carries it out (station/host/update_order.py): the verified fields travel as JSON in the note.
+            try:
+                up = verify_update(payload, self.town_key, self.station_path, now=now, remember_nonce=remember)
+            except Refused as r:
+                self._emit("refused", detail=str(r))
+                return
+            self._emit("update", detail=json.dumps(up.__dict__, sort_keys=True))
+            return
         try:
             cmd = verify_command(payload, self.town_key, self.station_path, now=now, remember_nonce=remember)
         except Refused as r:
@@ -117,3 +128,11 @@ class TownReplies:
         s.resend.append((cmd.from_seq, to))
         note = "" if cmd.expiry_checked else " (expiry unchecked: clock not synchronised, no town time yet)"
         self._emit("command", detail=f"resend {cmd.from_seq}..{to}{note}")
+
+
+def _cmd_name(payload: bytes) -> object:
+    """Only to pick the validator; each validator checks the signature before trusting anything."""
+    try:
+        return unverified_payload(payload).get("cmd")
+    except (StationError, AttributeError):
+        return None

@@ -108,6 +108,23 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
             f.add_argument("--station", metavar="PATH")
             f.add_argument("--json", action="store_true")
             f.set_defaults(func=run_plan_show)
+    up = tsub.add_parser("update", help="order a station to update itself from a signed release on a web server")
+    usub = up.add_subparsers(dest="update_command", metavar="UPDATE_COMMAND", required=True)
+    us = usub.add_parser("send", help="sign an update order for one station and publish it on its cmd topic")
+    us.add_argument("--station", required=True, metavar="PATH", help="district/town/village/station")
+    us.add_argument("--release", required=True, type=Path, metavar="FILE",
+                    help="the archive from scripts/build-release (FILE.sig beside it names the version)")
+    us.add_argument("--url", required=True, help="where the station fetches FILE (and URL.sig): https://, or "
+                    "http:// on the broker's host")
+    us.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    us.add_argument("--key", required=True, metavar="FILE", help="town signing key (the one stations trust)")
+    us.add_argument("--kid", default="town/1")
+    us.add_argument("--ttl", type=int, default=6 * 3600, metavar="S",
+                    help="the order expires after S seconds if the station could not start it (default 6 h)")
+    us.add_argument("--ca", metavar="FILE")
+    us.add_argument("--cert", metavar="FILE")
+    us.add_argument("--key-file", metavar="FILE", help="client certificate key (mqtts)")
+    us.set_defaults(func=run_update_send)
 
     kp = tsub.add_parser("pubkey", help="print the town public key as a JWK for stations to trust")
     kp.add_argument("--key", required=True, metavar="FILE", help="town signing key (created 0600 if missing)")
@@ -161,6 +178,49 @@ def run_plan_show(args: argparse.Namespace) -> int:
     for r in [] if args.json else rows:
         print(f"{r['station']}  {r['plan_id']} v{r['version']}  {r['task']}  {r['product']}  "
               f"{r['done']}/{r['quota']}  deadline {r['deadline']}")
+    return 0
+
+
+def run_update_send(args: argparse.Namespace) -> int:
+    import hashlib
+    import secrets
+
+    from station.protocol import topics
+    from station.protocol.messages import MAX_TTL_S, build_update
+    from station.protocol.mqtt import make_client
+    from station.protocol.signing import unverified_payload
+    from station.town.listener import TownBroker
+    from station.town.trust import load_or_create_town_key
+
+    if not 60 <= args.ttl <= MAX_TTL_S:
+        raise StationError(f"--ttl {args.ttl}: between 60 and {MAX_TTL_S} seconds")
+    try:
+        data, sig = args.release.read_bytes(), args.release.with_name(args.release.name + ".sig").read_bytes()
+        version = unverified_payload(sig).get("version")
+    except (OSError, StationError) as exc:
+        raise StationError(f"{args.release}: cannot read it and its .sig: {exc}") from None
+    if not isinstance(version, str):
+        raise StationError(f"{args.release}.sig: names no version; build it with scripts/build-release")
+    key = load_or_create_town_key(args.key)
+    nonce = secrets.token_hex(16)
+    msg = build_update(key, args.kid, args.station, version, args.url, hashlib.sha256(data).hexdigest(), len(data),
+                       nonce, int(time.time()) + args.ttl)
+    client, addr = make_client(TownBroker(args.broker, args.ca, args.cert, args.key_file),
+                               f"nongan-town-update-{nonce[:8]}")
+    try:
+        client.connect(addr.host, addr.port, keepalive=30)
+        client.loop_start()
+        info = client.publish(topics.station_topic(args.station, "cmd"), msg, qos=1, retain=False)
+        info.wait_for_publish(timeout=30)
+        if not info.is_published():
+            raise StationError(f"{args.broker}: the order was not acknowledged by the broker within 30 s")
+    except OSError as exc:
+        raise StationError(f"{args.broker}: {exc}") from None
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    print(f"update {version} ordered for {args.station} (nonce {nonce}, {len(data)} bytes from {args.url}); "
+          "the station's log says when it installs: journalctl -u nongan-station")
     return 0
 
 
