@@ -81,10 +81,11 @@ def message_factory(*, cfg, key, boot: dict, read_at: str, clock_synced: bool, s
     return make
 
 
-def summary(entry, strip, producer: str | None = None) -> dict:
-    """What `station press` shows for one recorded strip."""
+def summary(entry, strip, producer: str | None = None, tray_slot: int | None = None) -> dict:
+    """What `station press` shows for one recorded strip: `slot` is the cassette's place in the photograph (from
+    0, as in the record's strip.slot), `tray_slot` the tray position it was laid in (sample.slot), if any."""
     return {
-        "seq": entry.seq, "id": entry.id, "slot": strip.slot, "verdict": strip.verdict,
+        "seq": entry.seq, "id": entry.id, "slot": strip.slot, "tray_slot": tray_slot, "verdict": strip.verdict,
         "tc_ratio": None if strip.tc_ratio is None else round(float(strip.tc_ratio), 4),
         "quality": list(strip.quality), "sample": entry.sample_id, "producer": producer,
     }
@@ -146,7 +147,8 @@ class Recorder:
             if shown.get("retest_required"):
                 log.warning("result %s: sample %s must be re-tested (station press --retest-of %s)", entry.id,
                             entry.sample_id, shown.get("retest", {}).get("of", entry.id))
-            out.append({**summary(entry, strip, getattr(job, "producer", None)), "task": task, **shown})
+            shown_slot = getattr(job, "slot", None)
+            out.append({**summary(entry, strip, getattr(job, "producer", None), shown_slot), "task": task, **shown})
         self.notify()
         return out, None, False
 

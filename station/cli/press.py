@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_reply(reply: dict) -> None:
     """The results of a press (or a control card) in a table, then what the operator must do next."""
-    rows = [[r["id"], r["sample"], r["slot"], r["verdict"], "-" if r["tc_ratio"] is None else
+    rows = [[r["id"], r["sample"], slot_text(r), r["verdict"], "-" if r["tc_ratio"] is None else
              f"{r['tc_ratio']:.3f}", ",".join(r["quality"]) or "-", r.get("task") or "-", mark_of(r)]
             for r in reply.get("results", [])]
     if rows:
@@ -63,3 +63,8 @@ def mark_of(r: dict) -> str:
     if r.get("retest"):
         return f"round {r['retest']['round']} of {r['retest']['of']}: {r['retest']['status']}"
     return "re-test required" if r.get("retest_required") else "-"
+
+
+def slot_text(r: dict) -> str:
+    """The tray slot the card was laid in; on a one-slot tray, the cassette's place in the photograph (from 0)."""
+    return str(r["tray_slot"]) if r.get("tray_slot") is not None else f"#{r['slot']}"

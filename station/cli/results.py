@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     for e, payload in zip(entries, payloads, strict=True):
         out.append({"seq": e.seq, "id": e.id, "sample": e.sample_id, "verdict": e.verdict,
                     "tc_ratio": payload["reading"].get("tc_ratio"), "read_at": payload["time"]["read_at"],
-                    "slot": payload["strip"]["slot"], "delivery": delivery(e), "kind": payload.get("kind", "result"),
+                    "slot": payload["strip"]["slot"], "tray_slot": payload["sample"].get("slot"),
+                    "delivery": delivery(e),                    "kind": payload.get("kind", "result"),
                     "lot": payload["strip"].get("lot"), "qc": payload.get("qc"), "retest": payload.get("retest"),
                     "chain": chain_of(payload, payloads),
                     # the text of the receipt's QR: the town's page for this signed record
@@ -59,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
         print_json({"results": out, "last_seq": stats.last_seq, "acked_seq": stats.acked_seq,
                     "unacked": stats.unacked})
         return 0
-    rows = [[r["seq"], r["sample"], r["slot"], r["verdict"],
+    from station.cli.press import slot_text
+
+    rows = [[r["seq"], r["sample"], slot_text(r), r["verdict"],
              "-" if r["tc_ratio"] is None else f"{r['tc_ratio']:.3f}", r["lot"] or "-", r["chain"] or "-",
              r["read_at"], r["delivery"]] for r in out]
     print(table(rows, ["seq", "sample", "slot", "verdict", "T/C", "lot", "QC / re-test", "read at", "delivery"]))

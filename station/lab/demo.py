@@ -18,6 +18,9 @@ from station.protocol import signing
 STATION, GRID = "st-0001", "nongan/hetao/xinmin"
 
 
+RETEST_PHOTO = "positive~retest.jpg"
+
+
 def say(msg: str) -> None:
     print(f"demo: {msg}", flush=True)
 
@@ -32,6 +35,10 @@ def sample_photos(dest: Path) -> int:
             n += 1
     if not n:
         raise StationError("no bundled sample photographs in station/lab/samples (run scripts/gen-samples)")
+    if (dest / "positive.jpg").is_file():
+        # The positive's re-test: a second cassette of the same sample, served right after it ('~' sorts after '.').
+        (dest / RETEST_PHOTO).write_bytes((dest / "positive.jpg").read_bytes())
+        n += 1
     return n
 
 
@@ -100,13 +107,17 @@ def run_demo(work: Path, presses: int | None = None) -> int:
         wait_for(lambda: station_cmd("status", "--home", str(home), check=False).returncode == 0, 30,
                  "the station daemon to start")
         say("station daemon running; pressing the button")
-        local = []
+        local, retest_of = [], None
         for i in range(presses):
             if i == 0:
                 scan_codes(home, scanner)
-            reply = json.loads(station_cmd("press", "--home", str(home), "--json", check=False).stdout)
+            again = ["--retest-of", retest_of] if retest_of else []
+            reply = json.loads(station_cmd("press", "--home", str(home), "--json", *again, check=False).stdout)
             shown = ", ".join(f"{r['id']} {r['verdict']}" for r in reply.get("results", []))
-            say(f"press {i + 1}: {shown or reply.get('error')}")
+            say(f"press {i + 1}{f' (re-test of {retest_of})' if retest_of else ''}: {shown or reply.get('error')}")
+            retest_of = None if again else next_retest(reply)
+            if again:
+                show_retest(reply)
             if reply.get("results") and not any(r.get("producer") for r in local):
                 show_scanned(reply)  # the first press that records: an empty tray keeps the scans for the next
             for r in reply.get("results", []):
@@ -195,6 +206,23 @@ def scan_codes(home: Path, scanner) -> None:
         scanner.scan(code)
         wait_for(lambda before=before: _status(home)["scanner"]["codes"] > before, 10, f"the scan of {code}")
     say(f"scanned a producer card ({DEMO_PRODUCER}) and a sample sheet ({DEMO_SAMPLE}) on the serial scanner")
+
+
+def next_retest(reply: dict) -> str | None:
+    """A lone positive asks for its re-test; the demo lays the second cassette of that sample next."""
+    results = reply.get("results", [])
+    if len(results) == 1 and results[0].get("retest_required"):
+        say(f"{results[0]['id']} is positive: the station asks for a re-test of sample {results[0]['sample']}")
+        return results[0]["id"]
+    return None
+
+
+def show_retest(reply: dict) -> None:
+    retest = next((r.get("retest") for r in reply.get("results", []) if r.get("retest")), None)
+    if not retest:
+        raise StationError(f"the re-test was not linked to its first test: {reply}")
+    say(f"re-test round {retest['round']} of {retest['of']}: {retest['status']}"
+        + (" (send the sample to the lab)" if retest["status"] == "confirmed_positive" else ""))
 
 
 def show_scanned(reply: dict) -> None:
