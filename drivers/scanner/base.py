@@ -4,9 +4,15 @@ loop). Faults (unplugged, garbage, over-long lines) go to `on_fault` as one sent
 the driver keeps reading or reconnecting by itself, so a scanner fault never holds up a result."""
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
+
+from drivers.errors import DeviceError
+
+log = logging.getLogger("drivers.scanner")
 
 MAX_CODE_BYTES = 1024  # a QR holds ~3 KB at most; station sample ids are far shorter (record.MAX_SAMPLE_ID)
 MAX_CODE_CHARS = 512
@@ -115,3 +121,74 @@ def port_baud(target: str, default: int) -> tuple[str, int]:
     """PORT@BAUD → (PORT, BAUD); a target without a numeric @ suffix is all port."""
     port, sep, baud = target.rpartition("@")
     return (port, int(baud)) if sep and port and baud.isdigit() and 0 < int(baud) <= 4_000_000 else (target, default)
+
+
+class ScannerThread:
+    """The shape both real scanners share: one thread that opens the device, reads codes until it fails, says
+    each change of health once, and looks for the device again, backing off to RETRY_MAX_S, so a replugged
+    scanner works without a restart. Subclasses give _open, _read (returns why it stopped) and _close."""
+
+    RETRY_S, RETRY_MAX_S = 0.2, 2.0
+
+    def __init__(self, device: str, thread_name: str):
+        self.device = device
+        self.connected = False
+        self.fault: str | None = None
+        self.codes = 0
+        self._on_code: OnCode = lambda code: None
+        self._on_fault: OnFault = lambda text: None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+
+    def start(self, on_code: OnCode, on_fault: OnFault | None = None) -> None:
+        self._on_code = on_code
+        self._on_fault = on_fault or (lambda text: None)
+        self._thread.start()
+
+    def close(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def status(self) -> dict:
+        return {"device": self.device, "connected": self.connected, "fault": self.fault, "codes": self.codes}
+
+    def _code(self, code: str) -> None:
+        self.codes += 1
+        self._on_code(code)
+
+    def _report(self, fault: str | None) -> None:
+        if fault == self.fault:
+            return  # say it once, not five times a second
+        self.fault = fault
+        if fault:
+            log.warning("%s", fault)
+        self._on_fault(fault or f"{self.device}: connected")
+
+    def _run(self) -> None:
+        wait = self.RETRY_S
+        while not self._stop.is_set():
+            try:
+                dev = self._open()
+            except DeviceError as exc:
+                self._report(str(exc))
+                self._stop.wait(wait)
+                wait = min(wait * 2, self.RETRY_MAX_S)
+                continue
+            wait = self.RETRY_S
+            self.connected = True
+            self._report(None)
+            why = self._read(dev)
+            self.connected = False
+            self._close(dev)
+            if not self._stop.is_set():
+                self._report(f"{self.device}: {why}; reconnecting")
+
+    def _open(self) -> Any:
+        raise NotImplementedError
+
+    def _read(self, dev: Any) -> str:
+        raise NotImplementedError
+
+    def _close(self, dev: Any) -> None:
+        raise NotImplementedError

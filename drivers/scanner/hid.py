@@ -11,15 +11,13 @@ import errno
 import logging
 import os
 import select
-import threading
 
 from drivers.errors import DeviceBusy, DeviceError, DeviceNotFound, Unsupported
-from drivers.scanner.base import OnCode, OnFault
+from drivers.scanner.base import ScannerThread
 from drivers.scanner.keymap import EV_KEY, KeyDecoder
 
 log = logging.getLogger("drivers.scanner")
 
-RETRY_S, RETRY_MAX_S = 0.2, 2.0
 POLL_S = 0.2  # select timeout: close() is noticed within this
 
 
@@ -49,28 +47,11 @@ def open_input(path: str):
     return dev
 
 
-class HidScanner:
+class HidScanner(ScannerThread):
     def __init__(self, path: str):
+        super().__init__(f"scanner {path}", "scanner-hid")
         self.path = path
-        self.device = f"scanner {path}"
-        self.connected = False
-        self.fault: str | None = None
-        self.codes = 0
         self.decoder = KeyDecoder()
-        self._on_code: OnCode = lambda code: None
-        self._on_fault: OnFault = lambda text: None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scanner-hid", daemon=True)
-
-    def start(self, on_code: OnCode, on_fault: OnFault | None = None) -> None:
-        self._on_code = on_code
-        self._on_fault = on_fault or (lambda text: None)
-        self._thread.start()
-
-    def close(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     def probe(self) -> None:
         dev = open_input(self.path)
@@ -78,38 +59,16 @@ class HidScanner:
         dev.close()
 
     def status(self) -> dict:
-        return {"device": self.device, "connected": self.connected, "fault": self.fault, "codes": self.codes,
-                "dropped": self.decoder.dropped, "unknown_keys": self.decoder.unknown}
+        return {**super().status(), "dropped": self.decoder.dropped, "unknown_keys": self.decoder.unknown}
 
-    def _report(self, fault: str | None) -> None:
-        if fault == self.fault:
-            return
-        self.fault = fault
-        if fault:
-            log.warning("%s", fault)
-        self._on_fault(fault or f"{self.device}: connected")
+    def _open(self):
+        return open_input(self.path)
 
-    def _run(self) -> None:
-        wait = RETRY_S
-        while not self._stop.is_set():
-            try:
-                dev = open_input(self.path)
-            except DeviceError as exc:
-                self._report(str(exc))
-                self._stop.wait(wait)
-                wait = min(wait * 2, RETRY_MAX_S)
-                continue
-            wait = RETRY_S
-            self.connected = True
-            self._report(None)
-            why = self._read(dev)
-            self.connected = False
-            try:
-                dev.close()  # closing the fd also ends the grab
-            except OSError:
-                pass
-            if not self._stop.is_set():
-                self._report(f"{self.device}: {why}; reconnecting")
+    def _close(self, dev) -> None:
+        try:
+            dev.close()  # closing the fd also ends the grab
+        except OSError:
+            pass
 
     def _read(self, dev) -> str:
         try:
@@ -122,8 +81,7 @@ class HidScanner:
                     continue
                 for ev in events:
                     if ev.type == EV_KEY and (code := self.decoder.feed(ev.code, ev.value)) is not None:
-                        self.codes += 1
-                        self._on_code(code)
+                        self._code(code)
         except OSError as exc:  # ENODEV: unplugged
             return f"disconnected: {exc.strerror or exc}"
         except Exception as exc:  # noqa: BLE001 - whatever the device did, close, wait, reconnect

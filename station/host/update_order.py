@@ -16,12 +16,13 @@ import json
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from station.errors import StationError
 from station.host.files import atomic_write
+from station.protocol.messages import UpdateCommand
 
 log = logging.getLogger("station.update")
 
@@ -32,20 +33,11 @@ SIG_MAX_BYTES = 64 * 1024
 REQUEST_STALE_S = 1800.0    # no answer from the root updater in this long: it is not installed or not running
 
 
-@dataclass(frozen=True)
-class UpdateOrder:
-    version: str
-    url: str
-    sha256: str
-    size: int
-    nonce: str
-    expires: int
-
-    @classmethod
-    def from_json(cls, text: str) -> UpdateOrder:
-        d = json.loads(text)
-        return cls(str(d["version"]), str(d["url"]), str(d["sha256"]), int(d["size"]), str(d["nonce"]),
-                   int(d["expires"]))
+def order_from_json(text: str) -> UpdateCommand:
+    """The verified order as the publisher hands it to the loop, and as order.json keeps it across restarts."""
+    d = json.loads(text)
+    return UpdateCommand(str(d["version"]), str(d["url"]), str(d["sha256"]), int(d["size"]), str(d["nonce"]),
+                         int(d["expires"]))
 
 
 def stale_positives(entries: list, now_monotonic: float, max_age_s: float = POSITIVE_MAX_AGE_S) -> list:
@@ -70,7 +62,7 @@ class UpdateOrders:
                  max_bytes: int = 512 * 1024 * 1024, recheck_s: float = 5.0, busy_retry_s: float = BUSY_RETRY_S):
         self.dir, self.broker_host, self.timeout_s, self.max_bytes = Path(folder), broker_host, timeout_s, max_bytes
         self.recheck_s, self.busy_retry_s = recheck_s, busy_retry_s  # how soon to ask again: busy, refused
-        self.order: UpdateOrder | None = None
+        self.order: UpdateCommand | None = None
         self.phase = "none"  # none | fetching | fetched | requested
         self._job: Future | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -84,7 +76,7 @@ class UpdateOrders:
     def accept(self, detail: str) -> None:
         """A PublisherNote("update") from the publisher, whose detail is the verified command's fields."""
         try:
-            order = UpdateOrder.from_json(detail)
+            order = order_from_json(detail)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("update order unreadable: %s", exc)
             return
@@ -137,7 +129,7 @@ class UpdateOrders:
         return {"version": self.order.version, "phase": self.phase} if self.order else {}
 
     # ---- helpers --------------------------------------------------------------------------------------------
-    def _policy(self, order: UpdateOrder) -> str | None:
+    def _policy(self, order: UpdateCommand) -> str | None:
         parts = urlsplit(order.url)
         if parts.scheme == "http" and parts.hostname != self.broker_host:
             return (f"{order.url}: plain http only from the town's server ({self.broker_host}); use https "
@@ -171,7 +163,7 @@ class UpdateOrders:
         self._next_try = now + wait
         log.error("update %s: %s; retrying in %.0f s", self.order.version, exc, wait)
 
-    def _fetch_both(self, order: UpdateOrder) -> None:
+    def _fetch_both(self, order: UpdateCommand) -> None:
         from station.host.fetch import fetch  # urllib and ssl only once a download is due
 
         archive, sig = self._archive(), self._signature()
@@ -218,7 +210,7 @@ class UpdateOrders:
 
     def _load(self) -> None:
         try:
-            self.order = UpdateOrder.from_json((self.dir / "order.json").read_text(encoding="utf-8"))
+            self.order = order_from_json((self.dir / "order.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, StationError) as exc:

@@ -147,17 +147,8 @@ def verify_command(message: bytes, town_key: Ed25519PublicKey | None, station_pa
         raise Refused("command", f"empty range from_seq={from_seq} > to_seq={to_seq}")
     if to_seq - from_seq >= MAX_RESEND_RANGE:
         raise Refused("command", f"range {from_seq}..{to_seq} larger than {MAX_RESEND_RANGE}")
-    expires = _int(p, "expires", "command", 1)
-    nonce = p.get("nonce")
-    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
-        raise Refused("command", "nonce must be a string of 8..128 characters")
-    if now is not None:
-        if expires < now - CLOCK_SKEW_S:
-            raise Refused("command", f"expired {int(now - expires)} s ago")
-        if expires > now + MAX_TTL_S + CLOCK_SKEW_S:
-            raise Refused("command", f"expiry {int(expires - now)} s ahead exceeds the {MAX_TTL_S} s limit")
-    if not remember_nonce(nonce, expires):
-        raise Refused("command", f"nonce {nonce!r} already used (replay)")
+    nonce, expires = _fresh("command", p, now, idempotent=True)
+    _use_nonce("command", nonce, expires, remember_nonce)
     return Command(cmd, from_seq, to_seq, nonce, expires, now is not None, message)
 
 
@@ -186,22 +177,39 @@ def verify_order(p: dict, message: bytes, *, now: float | None,
     untrusted clock: an old captured order could otherwise be replayed once its nonce was forgotten."""
     cmd = p["cmd"]
     body = ORDER_BODIES[cmd](p)
-    expires = _int(p, "expires", cmd, 1)
     issued_at = _int(p, "issued_at", cmd, 1)
-    nonce = p.get("nonce")
-    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
-        raise Refused(cmd, "nonce must be a string of 8..128 characters")
-    if now is None:
-        raise Refused(cmd, "no trusted time (clock not synchronised, no town ack yet): expiry cannot be judged")
-    if expires < now - CLOCK_SKEW_S:
-        raise Refused(cmd, f"expired {int(now - expires)} s ago")
-    if expires > now + MAX_TTL_S + CLOCK_SKEW_S:
-        raise Refused(cmd, f"expiry {int(expires - now)} s ahead exceeds the {MAX_TTL_S} s limit")
+    nonce, expires = _fresh(cmd, p, now, idempotent=False)
     if issued_at > now + CLOCK_SKEW_S or issued_at > expires:
         raise Refused(cmd, f"issued_at {issued_at} lies in the future or after its expiry")
-    if not remember_nonce(nonce, expires):
-        raise Refused(cmd, f"nonce {nonce!r} already used (replay)")
+    _use_nonce(cmd, nonce, expires, remember_nonce)
     return OrderCommand(cmd, {**body, "issued_at": issued_at}, nonce, expires, message)
+
+
+def _fresh(kind: str, p: dict, now: float | None, *, idempotent: bool) -> tuple[str, int]:
+    """The command's nonce and expiry, the expiry judged against the trusted `now`. Without trusted time only an
+    idempotent command (resend) is taken, its expiry unchecked; any other could be an old capture replayed once
+    its nonce was forgotten."""
+    expires = _int(p, "expires", kind, 1)
+    nonce = p.get("nonce")
+    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
+        raise Refused(kind, "nonce must be a string of 8..128 characters")
+    if now is None:
+        if idempotent:
+            return nonce, expires
+        raise Refused(kind, "no trusted time (clock not synchronised, no town ack yet): expiry cannot be judged")
+    if expires < now - CLOCK_SKEW_S:
+        raise Refused(kind, f"expired {int(now - expires)} s ago")
+    if expires > now + MAX_TTL_S + CLOCK_SKEW_S:
+        raise Refused(kind, f"expiry {int(expires - now)} s ahead exceeds the {MAX_TTL_S} s limit")
+    return nonce, expires
+
+
+def _use_nonce(kind: str, nonce: str, expires: int, remember_nonce: Callable[[str, int], bool]) -> None:
+    """Last of all, so a command refused for another reason does not burn its nonce."""
+    if not remember_nonce(nonce, expires):
+        raise Refused(kind, f"nonce {nonce!r} already used (replay)")
+
+
 # ---------------------------------------------------------------- update command
 # A release (tens of MB) cannot ride a 128 KB MQTT message, so the command names it: where to fetch it and the
 # SHA-256 and size it must have. The archive's own release-key signature is checked again before installing.
@@ -248,18 +256,8 @@ def verify_update(message: bytes, town_key: Ed25519PublicKey | None, station_pat
     size = _int(p, "size", "update", 1)
     if size > MAX_RELEASE_BYTES:
         raise Refused("update", f"size {size} exceeds the {MAX_RELEASE_BYTES} byte limit")
-    expires = _int(p, "expires", "update", 1)
-    nonce = p.get("nonce")
-    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
-        raise Refused("update", "nonce must be a string of 8..128 characters")
-    if now is None:
-        raise Refused("update", "no trusted time yet (clock not synchronised, no town ack): cannot judge expiry")
-    if expires < now - CLOCK_SKEW_S:
-        raise Refused("update", f"expired {int(now - expires)} s ago")
-    if expires > now + MAX_TTL_S + CLOCK_SKEW_S:
-        raise Refused("update", f"expiry {int(expires - now)} s ahead exceeds the {MAX_TTL_S} s limit")
-    if not remember_nonce(nonce, expires):
-        raise Refused("update", f"nonce {nonce!r} already used (replay)")
+    nonce, expires = _fresh("update", p, now, idempotent=False)
+    _use_nonce("update", nonce, expires, remember_nonce)
     return UpdateCommand(version, url, digest, size, nonce, expires)
 
 
