@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
-from station.errors import SignatureError, TownOptionError, TownStoreError
+from station.errors import SignatureError, TownOptionError
 from station.protocol.signing import unverified_payload
+from station.town import db as dbmod
 from station.town.alerts import QC_EXPECT
 
 LATE_S = 3600.0     # a result received more than an hour after it was read arrived late (outage, backlog)
@@ -37,9 +38,7 @@ def month_window(month: str, tz_name: str) -> tuple[tzinfo, datetime, datetime]:
 
 def open_readonly(db_path: str | Path) -> sqlite3.Connection:
     """Reports and exports only read: a read-only connection cannot change the evidence by mistake."""
-    if not Path(db_path).is_file():
-        raise TownStoreError(f"{db_path}: town database not found")
-    return sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro", uri=True)
+    return dbmod.connect(db_path, readonly=True)
 
 
 def parse_month(text: str) -> tuple[int, int]:
@@ -250,4 +249,4 @@ def _missing(db: sqlite3.Connection, path: str) -> int:
 
 
 def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
-    return column in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+    return column in dbmod.columns(db, table)
