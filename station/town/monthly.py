@@ -15,6 +15,7 @@ from station.town import db as dbmod
 from station.town.alerts import QC_EXPECT
 
 LATE_S = 3600.0     # a result received more than an hour after it was read arrived late (outage, backlog)
+STALE_S = 3600.0    # an "online" station the town has not heard from for an hour counts as offline since then
 
 
 def town_tz(name: str = "Asia/Shanghai") -> tzinfo:
@@ -78,6 +79,24 @@ class StationMonth:
     missing_seq: int = 0
     refusals: int = 0
     last_seen: str | None = None
+    plan_asked: int | None = None     # tests the month's plan asks of this station (table `plans`); None: no plan
+    offline_hours: float = 0.0
+
+    @property
+    def plan_done(self) -> int:
+        return self.tests
+
+    @property
+    def plan_fulfilment(self) -> float | None:
+        return self.tests / self.plan_asked if self.plan_asked else None
+
+    @property
+    def plan(self) -> str:
+        """"done/asked (percent)", or "no plan" when the town holds none for this station and month."""
+        if self.plan_asked is None:
+            return "no plan"
+        return f"{self.tests}/{self.plan_asked} ({self.plan_fulfilment:.0%})" if self.plan_asked else \
+            f"{self.tests}/0"
 
     @property
     def village(self) -> str:
@@ -116,13 +135,13 @@ def selected(path: str, village: str | None, station: str | None) -> bool:
 
 
 def build(db_path: str | Path, month: str, *, village: str | None = None, station: str | None = None,
-          tz_name: str = "Asia/Shanghai") -> MonthReport:
+          tz_name: str = "Asia/Shanghai", now: datetime | None = None) -> MonthReport:
     """The report for `month` (YYYY-MM in tz_name); `village` (name or district/town/village) or `station`
     (id or full path) narrows it."""
     tz, start, end = month_window(month, tz_name)
     db = open_readonly(db_path)
     try:
-        return _build(db, month, tz_name, tz, start, end, village, station)
+        return _build(db, month, tz_name, tz, start, end, village, station, now or datetime.now(UTC))
     finally:
         db.close()
 
@@ -134,7 +153,7 @@ def when_read(body: dict, received_at: str) -> datetime | None:
 
 
 def _build(db: sqlite3.Connection, month: str, tz_name: str, tz: tzinfo, start: datetime, end: datetime,
-           village: str | None, station: str | None) -> MonthReport:
+           village: str | None, station: str | None, now: datetime) -> MonthReport:
     # Rows are pre-selected by a window one day wider than the month on both stamps, then placed exactly.
     lo = (start - timedelta(days=2)).astimezone(UTC).isoformat()[:19]
     hi = (end + timedelta(days=2)).astimezone(UTC).isoformat()[:19]
@@ -176,6 +195,8 @@ def _build(db: sqlite3.Connection, month: str, tz_name: str, tz: tzinfo, start: 
                                                      end.astimezone(UTC).isoformat()[:19])).fetchone()[0]
         sm.last_seen = db.execute("SELECT last_seen FROM stations WHERE station=?", (path,)).fetchone()[0] \
             if _has_column(db, "stations", "last_seen") else None
+        sm.offline_hours = round(_offline_s(db, path, sm.last_seen, start, end, now) / 3600.0, 2)
+    _plans(db, stations, month)
     report.stations = sorted(stations.values(), key=lambda s: s.station)
     return report
 
@@ -246,6 +267,40 @@ def _missing(db: sqlite3.Connection, path: str) -> int:
                db.execute("SELECT COALESCE(MAX(seq), 0) FROM checkpoints WHERE station=?", (path,)).fetchone()[0])
     held = db.execute("SELECT COUNT(*) FROM results WHERE station=?", (path,)).fetchone()[0]
     return last - held
+
+
+def _plans(db: sqlite3.Connection, stations: dict[str, StationMonth], month: str) -> None:
+    """The month's quota per station from the town table `plans` (station: id or full path, month: YYYY-MM,
+    quota: tests asked), which the town's plan command fills; without the table every station has no plan."""
+    if not {"station", "month", "quota"} <= dbmod.columns(db, "plans"):
+        return
+    by_id = {p.rsplit("/", 1)[-1]: p for p in stations}
+    for who, quota in db.execute("SELECT station, quota FROM plans WHERE month=?", (month,)).fetchall():
+        path = who if who in stations else by_id.get(str(who))
+        if path is not None and isinstance(quota, int) and quota >= 0:
+            sm = stations[path]
+            sm.plan_asked = (sm.plan_asked or 0) + quota
+
+
+def _offline_s(db: sqlite3.Connection, path: str, last_seen: str | None, start: datetime, end: datetime,
+               now: datetime) -> float:
+    """Seconds of the month the station was offline: between an "offline" status (its last will) and the next
+    "online", and after the last contact of a station that fell silent without a will for over STALE_S."""
+    if "state" not in dbmod.columns(db, "presence"):
+        return 0.0
+    rows = [(_stamp(at), state) for at, state in db.execute(
+        "SELECT at, state FROM presence WHERE station=? ORDER BY at", (path,)).fetchall()]
+    stop = min(end, now)
+    spans: list[tuple[datetime, datetime]] = []
+    for i, (at, state) in enumerate(rows):
+        if at is None or state != "offline":
+            continue
+        nxt = next((t for t, s in rows[i + 1:] if t is not None and s == "online"), None)
+        spans.append((at, nxt or stop))
+    seen = _stamp(last_seen)
+    if seen is not None and (not rows or rows[-1][1] == "online") and (stop - seen).total_seconds() > STALE_S:
+        spans.append((seen, stop))
+    return sum(max(0.0, (min(b, stop) - max(a, start)).total_seconds()) for a, b in spans)
 
 
 def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:

@@ -15,13 +15,15 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("confirmed_positives", "复检确认阳性"), ("qc_pass_rate", "质控合格率"), ("qc_basis", "质控依据"),
     ("qc_runs", "质控次数"), ("withheld", "未全文送达"), ("late", "迟到结果"), ("unsynced_clock", "时钟未同步"),
     ("missing_seq", "缺失序号"), ("refusals", "拒收消息"), ("last_seen", "最后联系"),
+    ("plan", "计划完成（完成/下达）"), ("plan_asked", "计划下达"), ("plan_fulfilment", "计划完成率"),
+    ("offline_hours", "离线小时"),
 )
 FORMATS = (".csv", ".xlsx", ".pdf")
 
 
 def value(s: StationMonth, name: str) -> object:
     v = getattr(s, name)
-    if name == "qc_pass_rate":
+    if name in ("qc_pass_rate", "plan_fulfilment"):
         return None if v is None else round(v, 4)
     return v
 

@@ -349,10 +349,28 @@ class TownStore(TownReports):
             raise Refuse("bad-status", f"status must be a JSON object, not {type(body).__name__}")
         text = json.dumps(body, ensure_ascii=False, allow_nan=False)
         self._station(path)
+        self._presence(path, body.get("state"), now, retained)
         self.db.execute("UPDATE stations SET status=?, status_at=? WHERE station=?", (text, now_rfc3339(now), path))
         if not retained:
             self._seen(path, now)
         return Outcome("status", station=path)
+
+    def _presence(self, path: str, state: object, now: float | None, retained: bool) -> None:
+        """Note a change between online and offline (the monthly report's offline hours). A retained status
+        replayed on subscribe tells a change that happened while the town was away: dated at the last contact."""
+        if state not in ("online", "offline"):
+            return
+        last = self.db.execute("SELECT state FROM presence WHERE station=? ORDER BY at DESC LIMIT 1",
+                               (path,)).fetchone()
+        if last is not None and last[0] == state:
+            return
+        at = now_rfc3339(now)
+        if retained:
+            seen = self.db.execute("SELECT last_seen FROM stations WHERE station=?", (path,)).fetchone()
+            if last is None or not seen or not seen[0]:
+                return
+            at = seen[0]
+        self.db.execute("INSERT INTO presence VALUES (?,?,?) ON CONFLICT DO NOTHING", (path, at, state))
 
     # ------------------------------------------------------------ acks, gaps, queries
 
