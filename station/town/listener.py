@@ -68,6 +68,7 @@ class TownListener:
         self.on_outcome = on_outcome
         self.silent_after_s = silent_after_s
         # MQTT 5 shared subscription: the broker hands each message to one listener of the group.
+        self.share = share
         self.subscription = f"$share/{share}/{SUBSCRIPTION}" if share else SUBSCRIPTION
         self._q: queue.Queue[tuple[str, bytes, bool, int, int] | None] = queue.Queue()
         self._stop = threading.Event()
@@ -112,8 +113,12 @@ class TownListener:
     def start(self) -> None:
         # A persistent session under a stable client id: while this listener is down or restarting, a broker
         # with persistence keeps queuing the stations' results for it instead of dropping them.
+        # A member of a shared subscription with its own (per-process) id keeps no session: a dead member's session
+        # would go on taking its share of the messages, queued where no listener reads them. While one member
+        # lives the group receives; what a dead one held comes back through the stations' ack stall. A member
+        # given a fixed --client-id is expected back under it and keeps its session.
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = 0 if self.share and not self.broker.client_id else SESSION_EXPIRY_S
         self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.broker.keepalive_s,
                                   clean_start=False, properties=props)
         if self.delivery:
@@ -172,11 +177,16 @@ class TownListener:
                     self._resync.clear()
                     changed.update(store.stations())   # re-assert retained acks (broker may have lost them)
                 if changed:
-                    with store.batch():
-                        for path in sorted(changed):
-                            ack = store.build_ack(path)
+                    try:
+                        with store.batch(stations=changed):
+                            acks = [store.build_ack(path) for path in sorted(changed)]
+                        for ack in acks:
                             if ack is not None:
                                 self.client.publish(ack[0], ack[1], qos=1, retain=True)
+                    except Exception as exc:
+                        if not retryable(exc):
+                            raise
+                        self._resync.set()    # lost a lock conflict: assert every ack on the next round
                 if time.monotonic() >= next_gap_check:
                     next_gap_check = time.monotonic() + 1.0
                     self._check_gaps(store)

@@ -96,14 +96,15 @@ class TownStore(TownReports):
     # ------------------------------------------------------------ transactions
 
     @contextmanager
-    def batch(self, topics_ahead: Iterable[str] = ()) -> Iterator[None]:
+    def batch(self, topics_ahead: Iterable[str] = (), stations: Iterable[str] = ()) -> Iterator[None]:
         """Several ingests in one transaction (one fsync). Acks must be built only after it returns.
-        `topics_ahead`: the topics the batch will ingest. Their stations are locked up front in one global order,
-        so two listeners sharing a PostgreSQL database never wait on each other in a circle."""
+        `topics_ahead`: the topics the batch will ingest; `stations`: station paths it will write otherwise. They
+        are locked up front in one global order, so two listeners sharing a PostgreSQL database never wait on each
+        other in a circle (row locks taken later follow the advisory locks already held)."""
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             self._in_batch = True
-            for path in sorted({p for p in map(_station_of, topics_ahead) if p}):
+            for path in sorted({p for p in map(_station_of, topics_ahead) if p} | set(stations)):
                 dbmod.lock_station(self.db, path)
             try:
                 yield
