@@ -126,3 +126,29 @@ def test_report_and_dashboard_read_the_same_figures_from_postgresql_and_sqlite(t
         assert state == "match" and found[0].signature == "ok" and found[0].chain == "linked"
     finally:
         db.close()
+
+
+def test_commands_take_a_postgresql_url(tmp_path, pg_url):
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    kit = TownKit(tmp_path, {"st-0001": "halahai"}, db=pg_url)
+    for t, m in _stream(kit, "st-0001", 12):
+        kit.store.ingest(t, m)
+
+    def town(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "station", "town", *args], capture_output=True, text=True,
+                              timeout=120)
+
+    shown = json.loads(town("show", "--db", pg_url, "--json", "--trust", str(kit.trust_dir)).stdout)
+    assert [r["seq"] for r in shown["stations"][0]["results"]] == list(range(1, 13))
+    assert all(r["signature_ok"] for r in shown["stations"][0]["results"])
+    out = town("report", "--db", pg_url, "--month", "2026-11", "--out", str(tmp_path / "m.csv"))
+    assert out.returncode == 0, out.stderr
+    row, = csv.DictReader(open(tmp_path / "m.csv", encoding="utf-8"))
+    assert (row["tests"], row["positives"], row["plan"]) == ("12", "1", "no plan")
+    assert town("export", "--db", pg_url, "--month", "2026-11", "--out", str(tmp_path / "b.json")).returncode == 0
+    bad = town("show", "--db", pg_url.rsplit(":", 1)[0] + ":1/none")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "cannot open" in bad.stderr

@@ -148,7 +148,8 @@ class PgConnection:
             if readonly:      # reports and the dashboard only read: the server refuses their writes
                 conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         except psycopg.Error as exc:
-            raise TownStoreError(f"{describe(url)}: cannot open town database: {str(exc).strip()}") from None
+            why = " ".join(str(exc).split())     # libpq's message spans lines; errors here are one line
+            raise TownStoreError(f"{describe(url)}: cannot open town database: {why}") from None
         return cls(conn, url)
 
     def execute(self, sql: str, params: tuple | list = ()) -> Any:
