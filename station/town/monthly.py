@@ -12,10 +12,10 @@ from pathlib import Path
 from station.errors import SignatureError, TownOptionError
 from station.protocol.signing import unverified_payload
 from station.town import db as dbmod
+from station.town import presence
 from station.town.alerts import QC_EXPECT
 
 LATE_S = 3600.0     # a result received more than an hour after it was read arrived late (outage, backlog)
-STALE_S = 3600.0    # an "online" station the town has not heard from for an hour counts as offline since then
 
 
 def town_tz(name: str = "Asia/Shanghai") -> tzinfo:
@@ -195,7 +195,7 @@ def _build(db: sqlite3.Connection, month: str, tz_name: str, tz: tzinfo, start: 
                                                      end.astimezone(UTC).isoformat()[:19])).fetchone()[0]
         sm.last_seen = db.execute("SELECT last_seen FROM stations WHERE station=?", (path,)).fetchone()[0] \
             if _has_column(db, "stations", "last_seen") else None
-        sm.offline_hours = round(_offline_s(db, path, sm.last_seen, start, end, now) / 3600.0, 2)
+        sm.offline_hours = round(presence.offline_s(db, path, sm.last_seen, start, end, now) / 3600.0, 2)
     _plans(db, stations, month)
     report.stations = sorted(stations.values(), key=lambda s: s.station)
     return report
@@ -280,27 +280,6 @@ def _plans(db: sqlite3.Connection, stations: dict[str, StationMonth], month: str
         if path is not None and isinstance(quota, int) and quota >= 0:
             sm = stations[path]
             sm.plan_asked = (sm.plan_asked or 0) + quota
-
-
-def _offline_s(db: sqlite3.Connection, path: str, last_seen: str | None, start: datetime, end: datetime,
-               now: datetime) -> float:
-    """Seconds of the month the station was offline: between an "offline" status (its last will) and the next
-    "online", and after the last contact of a station that fell silent without a will for over STALE_S."""
-    if "state" not in dbmod.columns(db, "presence"):
-        return 0.0
-    rows = [(_stamp(at), state) for at, state in db.execute(
-        "SELECT at, state FROM presence WHERE station=? ORDER BY at", (path,)).fetchall()]
-    stop = min(end, now)
-    spans: list[tuple[datetime, datetime]] = []
-    for i, (at, state) in enumerate(rows):
-        if at is None or state != "offline":
-            continue
-        nxt = next((t for t, s in rows[i + 1:] if t is not None and s == "online"), None)
-        spans.append((at, nxt or stop))
-    seen = _stamp(last_seen)
-    if seen is not None and (not rows or rows[-1][1] == "online") and (stop - seen).total_seconds() > STALE_S:
-        spans.append((seen, stop))
-    return sum(max(0.0, (min(b, stop) - max(a, start)).total_seconds()) for a, b in spans)
 
 
 def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:

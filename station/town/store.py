@@ -17,7 +17,7 @@ from station.protocol.messages import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, s
 from station.protocol.result import GENESIS_PREV, RESULT_TYP
 from station.protocol.signing import jws_header, same_signed_content
 from station.protocol.wire import now_rfc3339, strict_loads
-from station.town import alerts, schema
+from station.town import alerts, presence, schema
 from station.town import db as dbmod
 from station.town.refusals import RefusalBook
 from station.town.reports import TownReports
@@ -31,11 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("station.town")
 
 STATUS_MAX_BYTES = 16384   # a station's status is a few hundred bytes; more is junk, not worth a row
-
-
-
-
-
 
 RESULT_COLUMNS = ("station, seq, kind, message, msg_hash, prev, kid, sample, verdict, tc_ratio, t_area, c_area, "
                   "read_at, received_at, producer")
@@ -350,28 +345,11 @@ class TownStore(TownReports):
             raise Refuse("bad-status", f"status must be a JSON object, not {type(body).__name__}")
         text = json.dumps(body, ensure_ascii=False, allow_nan=False)
         self._station(path)
-        self._presence(path, body.get("state"), now, retained)
+        presence.note(self.db, path, body.get("state"), now, retained)
         self.db.execute("UPDATE stations SET status=?, status_at=? WHERE station=?", (text, now_rfc3339(now), path))
         if not retained:
             self._seen(path, now)
         return Outcome("status", station=path)
-
-    def _presence(self, path: str, state: object, now: float | None, retained: bool) -> None:
-        """Note a change between online and offline (the monthly report's offline hours). A retained status
-        replayed on subscribe tells a change that happened while the town was away: dated at the last contact."""
-        if state not in ("online", "offline"):
-            return
-        last = self.db.execute("SELECT state FROM presence WHERE station=? ORDER BY at DESC LIMIT 1",
-                               (path,)).fetchone()
-        if last is not None and last[0] == state:
-            return
-        at = now_rfc3339(now)
-        if retained:
-            seen = self.db.execute("SELECT last_seen FROM stations WHERE station=?", (path,)).fetchone()
-            if last is None or not seen or not seen[0]:
-                return
-            at = seen[0]
-        self.db.execute("INSERT INTO presence VALUES (?,?,?) ON CONFLICT DO NOTHING", (path, at, state))
 
     # ------------------------------------------------------------ acks, gaps, queries
 
