@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import townpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from station.config import StationIdentity
@@ -15,10 +16,14 @@ from station.protocol.wire import b64url, b64url_decode
 from station.town.store import TownStore
 from station.town.trust import TrustStore
 
+pg_server, pg_url = townpg.pg_server, townpg.pg_url   # the private PostgreSQL's fixtures
 
-@pytest.fixture
-def town(station_kit, tmp_path):
-    st = TownStore(tmp_path / "town.db", TrustStore.load(station_kit.trust_dir), station_kit.town_key, "town/1")
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def town(request, station_kit, tmp_path):
+    """Every store guarantee below holds on the embedded SQLite file and on a district's PostgreSQL."""
+    db = tmp_path / "town.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    st = TownStore(db, TrustStore.load(station_kit.trust_dir), station_kit.town_key, "town/1")
     yield st
     st.close()
 

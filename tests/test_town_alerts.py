@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import paho.mqtt.client as mqtt
 import pytest
+import townpg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from station.errors import TownOptionError
@@ -24,6 +25,8 @@ from station.town.listener import TownBroker, TownListener
 from station.town.store import TownStore
 from station.town.trust import TrustStore
 from station.town.webhooks import Webhook, body
+
+pg_server, pg_url = townpg.pg_server, townpg.pg_url   # the private PostgreSQL's fixtures
 
 
 class Receiver:
@@ -69,9 +72,11 @@ def until(cond, timeout=10.0, what="condition"):
         time.sleep(0.02)
 
 
-@pytest.fixture
-def town(station_kit, tmp_path):
-    st = TownStore(tmp_path / "town.db", TrustStore.load(station_kit.trust_dir), station_kit.town_key, "town/1")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def town(request, station_kit, tmp_path):
+    """Alerts and their delivery on the embedded SQLite file and on a district's PostgreSQL."""
+    db = tmp_path / "town.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    st = TownStore(db, TrustStore.load(station_kit.trust_dir), station_kit.town_key, "town/1")
     yield st
     st.close()
 
@@ -184,7 +189,7 @@ def test_receiver_that_is_down_gets_the_alert_later_even_across_a_restart(statio
     kit = station_kit
     port = free_port()
     hook = Webhook(f"http://127.0.0.1:{port}/hook", "wecom")
-    d = AlertDelivery(town.path, [hook], backoff_s=(0.2,))
+    d = AlertDelivery(town.target, [hook], backoff_s=(0.2,))
     d.start()
     time.sleep(0.3)
     for m in chain(kit, ["positive", "negative", "positive"]):
@@ -193,7 +198,7 @@ def test_receiver_that_is_down_gets_the_alert_later_even_across_a_restart(statio
     time.sleep(1.0)                             # several refused connections, nothing delivered
     d.stop()
     assert d.sent[hook.url] == 0
-    d = AlertDelivery(town.path, [hook], backoff_s=(0.2,))   # the town server restarted, receiver still down
+    d = AlertDelivery(town.target, [hook], backoff_s=(0.2,))   # the town server restarted, receiver still down
     d.start()
     time.sleep(0.5)
     rx = Receiver(port)
@@ -213,7 +218,7 @@ def test_rate_limit_aggregates_a_burst_and_robot_errors_are_retried(station_kit,
     rx = Receiver(reply=[b'{"errcode":45009,"errmsg":"api freq out of limit"}'] +
                   [b'{"errcode":0,"errmsg":"ok"}'] * 100)
     hook = Webhook(rx.url, "dingtalk", rate_per_min=20)
-    d = AlertDelivery(town.path, [hook], backoff_s=(0.2,))
+    d = AlertDelivery(town.target, [hook], backoff_s=(0.2,))
     d.start()
     try:
         time.sleep(0.3)

@@ -11,12 +11,14 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import townpg
 from townkit import TownKit
 
 from station.protocol.wire import b64url_decode
 from station.town import monthly
 
 BEIJING = timezone(timedelta(hours=8))
+pg_server, pg_url = townpg.pg_server, townpg.pg_url   # the private PostgreSQL's fixtures
 
 
 def town_report(*args):
@@ -151,3 +153,34 @@ def test_month_boundaries_in_beijing_time(kit):
     assert tests("2026-12")["st-0001"] == 1            # A-3, read 00:30 on 1 December in Beijing
     assert tests("2026-10")["st-0001"] == 0
     assert tests("2026-10", "UTC")["st-0001"] == 1     # A-1 is October in UTC
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_plan_fulfilment_and_offline_hours(request, tmp_path, backend):
+    db = None if backend == "sqlite" else request.getfixturevalue("pg_url")
+    k = TownKit(tmp_path, {"st-0001": "halahai", "st-0002": "halahai"}, db=db)
+    nov = datetime(2026, 11, 10, 8, tzinfo=UTC).timestamp()
+    for i in range(6):
+        k.result("st-0001", sample=f"A{i}", read_at="2026-11-10T02:00:00Z", now=nov)
+    # no plan sent from this database: no plan, in every format
+    before = monthly.build(k.db_path, "2026-11", now=datetime(2026, 12, 5, tzinfo=UTC))
+    assert [s.plan for s in before.stations] == ["no plan"]
+    # st-0001: online, offline (its last will) for 5 h, online again, offline the last 2 h of the month
+    for hours, state in ((0, "online"), (1, "offline"), (6, "online"), (6.5, "online"), (20 * 24 + 14, "offline")):
+        k.status("st-0001", {"state": state}, now=nov + hours * 3600)
+    # st-0002: never sent a status; its last contact is the only result, 24 h before the month ends
+    end = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
+    k.result("st-0002", sample="B0", read_at="2026-11-30T00:00:00Z", now=end - 24 * 3600)
+    r = monthly.build(k.db_path, "2026-11", tz_name="UTC", now=datetime(2026, 12, 5, tzinfo=UTC))
+    one, two = r.stations
+    assert one.plan == two.plan == "no plan"       # fulfilment of a sent plan: tests/test_plan.py
+    assert one.offline_hours == 7.0               # 5 h between will and return, the month's last 2 h
+    assert two.offline_hours == 24.0              # silent since its last message
+    rows = list(csv.DictReader(open(report_out(r, tmp_path), encoding="utf-8")))
+    assert [(x["plan"], x["offline_hours"]) for x in rows] == [("no plan", "7.0"), ("no plan", "24.0")]
+
+
+def report_out(report, tmp_path):
+    from station.town import report_files
+
+    return report_files.write(report, tmp_path / "plan.csv")

@@ -18,10 +18,11 @@ from station.town.trust import TrustStore
 class TownKit:
     """Stations (id -> village) with their own keys; result() signs the next record and stores it."""
 
-    def __init__(self, tmp: Path, stations: dict[str, str], district_town: str = "changchun/nongan"):
+    def __init__(self, tmp: Path, stations: dict[str, str], district_town: str = "changchun/nongan",
+                 db: str | None = None):
         self.trust_dir = tmp / "trust"
         self.trust_dir.mkdir(exist_ok=True)
-        self.db_path = tmp / "town.db"
+        self.db_path: Path | str = db or tmp / "town.db"   # db: a postgresql:// URL instead of the file
         self.st: dict[str, dict] = {}
         for sid, village in stations.items():
             ident = StationIdentity(id=sid, grid=f"{district_town}/{village}", key_serial=1)

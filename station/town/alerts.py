@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from station.protocol.wire import now_rfc3339
+from station.town import db as dbmod
 
 ALERTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -65,8 +66,9 @@ def raise_alert(db: sqlite3.Connection, kind: str, station: str | None, seq: int
     """Insert one alert in the caller's transaction; False when `dedupe` says it was raised already."""
     if kind not in KINDS:
         raise ValueError(f"alert kind {kind!r} is not one of {', '.join(KINDS)}")
-    cur = db.execute("INSERT OR IGNORE INTO alerts (kind, station, seq, raised_at, detail, dedupe) "
-                     "VALUES (?,?,?,?,?,?)",
+    dbmod.lock_alerts(db)
+    cur = db.execute("INSERT INTO alerts (kind, station, seq, raised_at, detail, dedupe) "
+                     "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                      (kind, station, seq, now_rfc3339(now), json.dumps(detail, ensure_ascii=False), dedupe))
     return cur.rowcount == 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -23,7 +24,10 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
     lp = tsub.add_parser("listen", help="subscribe to nongan/v1/#, verify, store, ack, ask for resends")
     lp.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     lp.add_argument("--trust", required=True, metavar="DIR", help="station public keys (*.jwk, *.json)")
-    lp.add_argument("--db", required=True, metavar="FILE", help="town SQLite database (created if missing)")
+    lp.add_argument("--db", required=True, metavar="FILE|URL", help="town SQLite database (created if missing) or "
+                    "postgresql://USER@HOST/DB (a district's shared database; tables created if missing)")
+    lp.add_argument("--share", metavar="GROUP", help="join the MQTT 5 shared subscription $share/GROUP/… (several "
+                    "listeners on one database split the stations' messages)")
     lp.add_argument("--key", metavar="FILE", help="town Ed25519 signing key for acks/commands (created 0600 if "
                     "missing); without it nothing is acknowledged")
     lp.add_argument("--kid", default="town/1", help="kid of the town key (default town/1)")
@@ -46,14 +50,14 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
     lp.set_defaults(func=run_listen)
 
     sp = tsub.add_parser("show", help="print results, refusals and gaps held in a town database")
-    sp.add_argument("--db", required=True, metavar="FILE")
+    sp.add_argument("--db", required=True, metavar="FILE|URL", help="town SQLite database or postgresql:// URL")
     sp.add_argument("--json", action="store_true", help="machine-readable, with each message exactly as received")
     sp.add_argument("--station", metavar="PATH", help="only this station (district/town/village/station)")
     sp.add_argument("--trust", metavar="DIR", help="re-verify every stored signature against these keys now")
     sp.set_defaults(func=run_show)
 
     rp = tsub.add_parser("report", help="the month's report (月报) per station: .csv, .xlsx or .pdf")
-    rp.add_argument("--db", required=True, metavar="FILE", help="town SQLite database")
+    rp.add_argument("--db", required=True, metavar="FILE|URL", help="town SQLite database or postgresql:// URL")
     rp.add_argument("--month", required=True, metavar="YYYY-MM", help="the month, in --tz (default Asia/Shanghai)")
     who = rp.add_mutually_exclusive_group()
     who.add_argument("--village", metavar="NAME", help="only this village (name or district/town/village)")
@@ -63,7 +67,7 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
     rp.set_defaults(func=run_report)
 
     ep = tsub.add_parser("export", help="the month's results as a provincial platform's batch file")
-    ep.add_argument("--db", required=True, metavar="FILE", help="town SQLite database")
+    ep.add_argument("--db", required=True, metavar="FILE|URL", help="town SQLite database or postgresql:// URL")
     ep.add_argument("--month", required=True, metavar="YYYY-MM")
     ewho = ep.add_mutually_exclusive_group()
     ewho.add_argument("--village", metavar="NAME", help="only this village (name or district/town/village)")
@@ -75,7 +79,7 @@ def add_town_parser(sub: argparse._SubParsersAction) -> None:
 
     vp = tsub.add_parser("serve", help="read-only dashboard (Chinese UI): stations, today's results, search, "
                          "receipt check")
-    vp.add_argument("--db", required=True, metavar="FILE", help="town SQLite database")
+    vp.add_argument("--db", required=True, metavar="FILE|URL", help="town SQLite database or postgresql:// URL")
     vp.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT",
                     help="where to listen (default 127.0.0.1:8080: this machine only)")
     vp.add_argument("--trust", metavar="DIR", help="station public keys: re-verify signatures on every result page")
@@ -230,6 +234,9 @@ def run_listen(args: argparse.Namespace) -> int:
     from station.town.webhooks import Webhook
 
     hooks = [Webhook.parse(w, args.webhook_rate) for w in args.webhook]
+    if args.share is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.share):
+        raise StationError(f"--share {args.share!r}: a group name is 1-64 letters, digits, '_', '.' or '-' "
+                           "(no '/', '+' or '#')")
     if args.webhook_rate < 1:
         raise StationError(f"--webhook-rate {args.webhook_rate}: must be at least 1 message per minute")
     if args.silent_after is not None and args.silent_after <= 0:
@@ -248,7 +255,7 @@ def run_listen(args: argparse.Namespace) -> int:
     listener = TownListener(
         TownBroker(args.broker, args.ca, args.cert, args.key_file, client_id=args.client_id),
         args.trust, args.db, key, args.kid, resend_after_s=args.resend_after, on_outcome=outcome,
-        webhooks=hooks, silent_after_s=args.silent_after)
+        webhooks=hooks, silent_after_s=args.silent_after, share=args.share)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -269,11 +276,12 @@ def run_listen(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from station.errors import TownStoreError
+    from station.town.db import is_url
     from station.town.reports import holdings, print_holdings
     from station.town.store import TownStore
     from station.town.trust import TrustStore
 
-    if not Path(args.db).is_file():
+    if not is_url(args.db) and not Path(args.db).is_file():
         raise TownStoreError(f"{args.db}: town database not found")
     store = TownStore(args.db)
     trust = TrustStore.load(args.trust) if args.trust else None

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from station.errors import SignatureError, TownStoreError
+from station.errors import SignatureError
 from station.protocol.signing import jws_header, unverified_payload, verify_jws
+from station.town import db as dbmod
 from station.town.alerts import Alert, recent
 from station.town.monthly import town_tz
 
@@ -23,11 +24,8 @@ RECEIPT_H = re.compile(r"[0-9a-f]{16}")
 
 
 def connect(db_path: str | Path) -> sqlite3.Connection:
-    p = Path(db_path)
-    if not p.is_file():
-        raise TownStoreError(f"{p}: town database not found")
-    db = sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True, timeout=10.0)
-    db.row_factory = sqlite3.Row
+    db = dbmod.connect(db_path, readonly=True, timeout=10.0)
+    db.row_factory = sqlite3.Row     # PgConnection gives rows readable by name too
     return db
 
 

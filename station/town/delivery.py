@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import collections
 import logging
-import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from station.protocol.wire import now_rfc3339
 from station.town import alerts, webhooks
+from station.town import db as dbmod
 from station.town.webhooks import Webhook
 
 log = logging.getLogger("station.town")
@@ -29,7 +30,7 @@ class AlertDelivery:
 
     def __init__(self, db_path: str | Path, hooks: list[Webhook], *, poll_s: float = 1.0,
                  backoff_s: tuple[float, ...] = BACKOFF_S, timeout_s: float = 5.0):
-        self.db_path, self.hooks = Path(db_path), list(hooks)
+        self.db_path, self.hooks = db_path, list(hooks)
         self.poll_s, self.backoff_s, self.timeout_s = poll_s, backoff_s, timeout_s
         self._stop = threading.Event()
         self._wake = [threading.Event() for _ in self.hooks]
@@ -39,7 +40,7 @@ class AlertDelivery:
 
     def start(self) -> None:
         """Set up each webhook's cursor before returning, so an alert raised right after start() is sent."""
-        db = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
+        db = dbmod.connect(self.db_path)
         try:
             for hook in self.hooks:
                 self._cursor(db, f"{hook.fmt} {hook.url}")
@@ -63,7 +64,7 @@ class AlertDelivery:
     def _run(self, i: int) -> None:
         hook, wake = self.hooks[i], self._wake[i]
         key = f"{hook.fmt} {hook.url}"
-        db = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
+        db = dbmod.connect(self.db_path)
         try:
             cursor = self._cursor(db, key)
             window: collections.deque[float] = collections.deque()   # when each message reached the target
@@ -106,12 +107,12 @@ class AlertDelivery:
         finally:
             db.close()
 
-    def _cursor(self, db: sqlite3.Connection, key: str) -> int:
+    def _cursor(self, db: Any, key: str) -> int:
         # A webhook configured for the first time starts at the newest alert: history is on the dashboard, and a
         # robot flooded with last year's alerts would hide today's.
         db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT OR IGNORE INTO alert_cursors VALUES (?, (SELECT COALESCE(MAX(id), 0) FROM alerts), ?)",
-                   (key, now_rfc3339()))
+        db.execute("INSERT INTO alert_cursors VALUES (?, (SELECT COALESCE(MAX(id), 0) FROM alerts), ?) "
+                   "ON CONFLICT DO NOTHING", (key, now_rfc3339()))
         db.execute("COMMIT")
         return db.execute("SELECT delivered FROM alert_cursors WHERE webhook=?", (key,)).fetchone()[0]
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from paho.mqtt.properties import Properties
 from station.protocol import topics
 from station.protocol.messages import build_resend
 from station.protocol.mqtt import parse_broker_url, tls_context
+from station.town.db import is_url, retryable
 from station.town.delivery import AlertDelivery
 from station.town.store import Outcome, TownStore
 from station.town.trust import TrustStore
@@ -54,15 +57,20 @@ class TownListener:
                  town_key: Ed25519PrivateKey | None, town_kid: str = "town/1", *,
                  resend_after_s: float = 15.0, cmd_ttl_s: int = 300,
                  on_outcome: Callable[[Outcome], None] | None = None,
-                 webhooks: list[Webhook] | None = None, silent_after_s: float | None = None):
+                 webhooks: list[Webhook] | None = None, silent_after_s: float | None = None,
+                 share: str | None = None):
         self.broker = broker
         self.addr = parse_broker_url(broker.url)
-        self.trust_dir, self.db_path = Path(trust_dir), Path(db_path)
+        self.trust_dir = Path(trust_dir)
+        self.db_path: str | Path = str(db_path) if is_url(db_path) else Path(db_path)
         self.town_key, self.town_kid = town_key, town_kid
         self.resend_after_s, self.cmd_ttl_s = resend_after_s, cmd_ttl_s
         self.on_outcome = on_outcome
         self.silent_after_s = silent_after_s
-        self._q: queue.Queue[tuple[str, bytes, bool] | None] = queue.Queue()
+        # MQTT 5 shared subscription: the broker hands each message to one listener of the group.
+        self.share = share
+        self.subscription = f"$share/{share}/{SUBSCRIPTION}" if share else SUBSCRIPTION
+        self._q: queue.Queue[tuple[str, bytes, bool, int, int] | None] = queue.Queue()
         self._stop = threading.Event()
         self.failed = threading.Event()  # the store worker died: the process must exit, not look healthy
         self._connected = threading.Event()
@@ -74,8 +82,8 @@ class TownListener:
         TownStore(self.db_path).close()                # ... and on an unusable database (and migrate it)
         self.delivery = AlertDelivery(self.db_path, webhooks) if webhooks else None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=broker.client_id or _stable_client_id(self.db_path),
-                                  protocol=mqtt.MQTTv5)
+                                  client_id=broker.client_id or _stable_client_id(self.db_path, share),
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
         if self.addr.tls:
             self.client.tls_set_context(tls_context(self.addr, broker.ca_file, broker.cert_file, broker.key_file))
         self.client.reconnect_delay_set(1, 10)
@@ -90,23 +98,27 @@ class TownListener:
         if reason_code.is_failure:
             log.error("town: broker %s refused connection: %s", self.broker.url, reason_code)
             return
-        client.subscribe(SUBSCRIPTION, qos=1)
+        client.subscribe(self.subscription, qos=1)
         self._connected.set()
         self._resync.set()
-        log.info("town: connected to %s, subscribed %s", self.broker.url, SUBSCRIPTION)
+        log.info("town: connected to %s, subscribed %s", self.broker.url, self.subscription)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
         log.warning("town: disconnected from %s: %s", self.broker.url, reason_code)
 
     def _on_message(self, client, userdata, msg):
-        self._q.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
+        self._q.put((msg.topic, bytes(msg.payload), bool(msg.retain), msg.mid, msg.qos))
 
     def start(self) -> None:
         # A persistent session under a stable client id: while this listener is down or restarting, a broker
         # with persistence keeps queuing the stations' results for it instead of dropping them.
+        # A member of a shared subscription with its own (per-process) id keeps no session: a dead member's session
+        # would go on taking its share of the messages, queued where no listener reads them. While one member
+        # lives the group receives; what a dead one held comes back through the stations' ack stall. A member
+        # given a fixed --client-id is expected back under it and keeps its session.
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = 0 if self.share and not self.broker.client_id else SESSION_EXPIRY_S
         self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.broker.keepalive_s,
                                   clean_start=False, properties=props)
         if self.delivery:
@@ -148,34 +160,33 @@ class TownListener:
                 raised = False
                 if items:
                     try:
-                        with store.batch():           # one fsync for the batch, acks only after COMMIT
-                            for t, payload, retained in items:
-                                out = store.ingest(t, payload, retained=retained)
-                                if out.ack_changed and out.station:
-                                    changed.add(out.station)
-                                raised = raised or bool(out.alerts)
-                                if self.on_outcome:
-                                    try:
-                                        self.on_outcome(out)
-                                    except Exception:   # a reporting hook never costs the batch
-                                        log.exception("town: on_outcome hook failed")
+                        raised = self._ingest(store, items, changed)
                     except Exception:
                         # nothing of the batch is stored nor acked: the stations resend it (ack stall, gap cmd)
                         log.exception("town: batch of %d messages NOT stored", len(items))
                         changed.clear()
                         raised = False
                         time.sleep(1.0)
+                    # PUBACK only now: a listener killed before COMMIT leaves the messages with the broker
+                    for *_, mid, qos in items:
+                        if qos:
+                            self.client.ack(mid, qos)
                 if raised and self.delivery:
                     self.delivery.wake()          # after COMMIT: the delivery threads see the alert rows
                 if self._resync.is_set():
                     self._resync.clear()
                     changed.update(store.stations())   # re-assert retained acks (broker may have lost them)
                 if changed:
-                    with store.batch():
-                        for path in sorted(changed):
-                            ack = store.build_ack(path)
+                    try:
+                        with store.batch(stations=changed):
+                            acks = [store.build_ack(path) for path in sorted(changed)]
+                        for ack in acks:
                             if ack is not None:
                                 self.client.publish(ack[0], ack[1], qos=1, retain=True)
+                    except Exception as exc:
+                        if not retryable(exc):
+                            raise
+                        self._resync.set()    # lost a lock conflict: assert every ack on the next round
                 if time.monotonic() >= next_gap_check:
                     next_gap_check = time.monotonic() + 1.0
                     self._check_gaps(store)
@@ -188,6 +199,31 @@ class TownListener:
             raise
         finally:
             store.close()
+
+    def _ingest(self, store: TownStore, items: list, changed: set[str]) -> bool:
+        """One batch in one transaction (one fsync; acks only after COMMIT). A batch that lost a lock conflict
+        to another listener on the same PostgreSQL database is retried: nothing of it was kept. True when
+        an alert was raised."""
+        for attempt in range(5):
+            outcomes: list[Outcome] = []
+            try:
+                with store.batch(t for t, *_ in items):
+                    for t, payload, retained, *_ in items:
+                        outcomes.append(store.ingest(t, payload, retained=retained))
+                break
+            except Exception as exc:
+                if attempt == 4 or not retryable(exc):
+                    raise
+                log.info("town: batch of %d messages retried after %s", len(items), type(exc).__name__)
+        for out in outcomes:
+            if out.ack_changed and out.station:
+                changed.add(out.station)
+            if self.on_outcome:
+                try:
+                    self.on_outcome(out)
+                except Exception:   # a reporting hook never costs the batch
+                    log.exception("town: on_outcome hook failed")
+        return any(out.alerts for out in outcomes)
 
     def _check_gaps(self, store: TownStore) -> None:
         """Report gaps once (keyed by their upper end, which stays put while the bottom fills), and ask the
@@ -224,6 +260,11 @@ class TownListener:
                 self._gap_seen.pop(k)
 
 
-def _stable_client_id(db_path: Path) -> str:
-    """One id per town database, so a restarted listener resumes its broker session."""
-    return "nongan-town-" + hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:12]
+def _stable_client_id(db_path: str | Path, share: str | None = None) -> str:
+    """One id per town database, so a restarted listener resumes its broker session. Listeners sharing a
+    subscription share a database too: each needs its own id (host and process), or they would keep taking the
+    session from each other."""
+    where = db_path if isinstance(db_path, str) else str(db_path.resolve())
+    if share:
+        where += f"|{share}|{socket.gethostname()}|{os.getpid()}"
+    return "nongan-town-" + hashlib.sha256(where.encode()).hexdigest()[:12]

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
-from station.errors import SignatureError, TownOptionError, TownStoreError
+from station.errors import SignatureError, TownOptionError
 from station.protocol.signing import unverified_payload
+from station.town import db as dbmod
+from station.town import presence
 from station.town.alerts import QC_EXPECT
 
 LATE_S = 3600.0     # a result received more than an hour after it was read arrived late (outage, backlog)
@@ -37,9 +39,7 @@ def month_window(month: str, tz_name: str) -> tuple[tzinfo, datetime, datetime]:
 
 def open_readonly(db_path: str | Path) -> sqlite3.Connection:
     """Reports and exports only read: a read-only connection cannot change the evidence by mistake."""
-    if not Path(db_path).is_file():
-        raise TownStoreError(f"{db_path}: town database not found")
-    return sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro", uri=True)
+    return dbmod.connect(db_path, readonly=True)
 
 
 def parse_month(text: str) -> tuple[int, int]:
@@ -81,6 +81,14 @@ class StationMonth:
     plan_done: int = 0      # the newest plan the town sent (town plan send --db): samples done, capped per task
     plan_quota: int = 0
     last_seen: str | None = None
+    offline_hours: float = 0.0
+
+    @property
+    def plan(self) -> str:
+        """"done/quota (percent)" of the newest plan the town sent this station, or "no plan"."""
+        if not self.plan_quota:
+            return "no plan"
+        return f"{self.plan_done}/{self.plan_quota} ({self.plan_done / self.plan_quota:.0%})"
 
     @property
     def village(self) -> str:
@@ -119,13 +127,13 @@ def selected(path: str, village: str | None, station: str | None) -> bool:
 
 
 def build(db_path: str | Path, month: str, *, village: str | None = None, station: str | None = None,
-          tz_name: str = "Asia/Shanghai") -> MonthReport:
+          tz_name: str = "Asia/Shanghai", now: datetime | None = None) -> MonthReport:
     """The report for `month` (YYYY-MM in tz_name); `village` (name or district/town/village) or `station`
     (id or full path) narrows it."""
     tz, start, end = month_window(month, tz_name)
     db = open_readonly(db_path)
     try:
-        return _build(db, month, tz_name, tz, start, end, village, station)
+        return _build(db, month, tz_name, tz, start, end, village, station, now or datetime.now(UTC))
     finally:
         db.close()
 
@@ -137,7 +145,7 @@ def when_read(body: dict, received_at: str) -> datetime | None:
 
 
 def _build(db: sqlite3.Connection, month: str, tz_name: str, tz: tzinfo, start: datetime, end: datetime,
-           village: str | None, station: str | None) -> MonthReport:
+           village: str | None, station: str | None, now: datetime) -> MonthReport:
     # Rows are pre-selected by a window one day wider than the month on both stamps, then placed exactly.
     lo = (start - timedelta(days=2)).astimezone(UTC).isoformat()[:19]
     hi = (end + timedelta(days=2)).astimezone(UTC).isoformat()[:19]
@@ -179,6 +187,7 @@ def _build(db: sqlite3.Connection, month: str, tz_name: str, tz: tzinfo, start: 
                                                      end.astimezone(UTC).isoformat()[:19])).fetchone()[0]
         sm.last_seen = db.execute("SELECT last_seen FROM stations WHERE station=?", (path,)).fetchone()[0] \
             if _has_column(db, "stations", "last_seen") else None
+        sm.offline_hours = round(presence.offline_s(db, path, sm.last_seen, start, end, now) / 3600.0, 2)
     from station.town.orders import fulfilment
 
     for row in fulfilment(db):
@@ -264,4 +273,4 @@ def _missing(db: sqlite3.Connection, path: str) -> int:
 
 
 def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
-    return column in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+    return column in dbmod.columns(db, table)

@@ -123,10 +123,11 @@ def record_sent(db_path: str | Path, station: str, kind: str, body: dict, messag
 
 def latest_plans(db: sqlite3.Connection) -> dict[str, dict]:
     """station → the body of the newest plan the town sent it (none if the table does not exist yet)."""
-    try:
-        rows = db.execute("SELECT station, message FROM sent_orders WHERE kind='plan' ORDER BY version").fetchall()
-    except sqlite3.OperationalError:
+    from station.town import db as dbmod
+
+    if not dbmod.columns(db, "sent_orders"):  # works on SQLite and PostgreSQL alike, without a failed query
         return {}
+    rows = db.execute("SELECT station, message FROM sent_orders WHERE kind='plan' ORDER BY version").fetchall()
     return {station: unverified_payload(bytes(m)) for station, m in rows}
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from station.protocol.wire import now_rfc3339
 from station.town.verify import LOUD, Refuse, evidence
@@ -39,18 +39,15 @@ class _Budget:
 class RefusalBook:
     """Records refusals into the store's connection (inside the caller's transaction)."""
 
-    db: sqlite3.Connection
+    db: Any    # sqlite3.Connection or db.PgConnection; its tables come from schema.create
     budgets: dict[tuple[str, str], _Budget] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.db.executescript(SCHEMA)
 
     def record(self, topic: str, source: str | None, r: Refuse, payload: bytes, now: float | None) -> None:
         """Count the refusal; keep its evidence and log it unless this (source, code) has had its share."""
         src = source or UNTRUSTED
         at = now_rfc3339(now)
         self.db.execute("INSERT INTO refusal_counts VALUES (?,?,1,?,?) ON CONFLICT (source, code) "
-                        "DO UPDATE SET n=n+1, last_at=excluded.last_at", (src, r.code, at, at))
+                        "DO UPDATE SET n=refusal_counts.n+1, last_at=excluded.last_at", (src, r.code, at, at))
         b = self.budgets.setdefault((src, r.code), _Budget())
         t = time.monotonic()
         if t - b.window_start >= 60.0:
@@ -60,9 +57,11 @@ class RefusalBook:
             self.db.execute(
                 "INSERT INTO refusals (received_at, topic, station, seq, code, detail, message) VALUES (?,?,?,?,?,?,?)",
                 (at, topic[:256], source, r.seq, r.code, r.detail[:1000], evidence(r.code, payload)))
+            same = "station IS NULL" if source is None else "station = ?"
+            key = (r.code,) if source is None else (source, r.code)
             self.db.execute(
-                "DELETE FROM refusals WHERE id IN (SELECT id FROM refusals WHERE station IS ? AND code=? "
-                "ORDER BY id DESC LIMIT -1 OFFSET ?)", (source, r.code, EVIDENCE_PER_KEY))
+                f"DELETE FROM refusals WHERE {same} AND code=? AND id <= (SELECT id FROM refusals WHERE {same} "
+                "AND code=? ORDER BY id DESC LIMIT 1 OFFSET ?)", (*key, *key, EVIDENCE_PER_KEY))
         if t - b.last_log >= LOG_EVERY_S:
             more = f" (and {b.held_back} more like it since the last line)" if b.held_back else ""
             (log.error if r.code in LOUD else log.warning)(

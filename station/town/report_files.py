@@ -15,7 +15,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("confirmed_positives", "复检确认阳性"), ("qc_pass_rate", "质控合格率"), ("qc_basis", "质控依据"),
     ("qc_runs", "质控次数"), ("withheld", "未全文送达"), ("late", "迟到结果"), ("unsynced_clock", "时钟未同步"),
     ("missing_seq", "缺失序号"), ("refusals", "拒收消息"), ("last_seen", "最后联系"),
-    ("plan_done", "计划已检"), ("plan_quota", "计划任务数"),
+    ("plan_done", "计划已检"), ("plan_quota", "计划任务数"), ("plan", "计划完成（完成/下达）"),
+    ("offline_hours", "离线小时"),
 )
 FORMATS = (".csv", ".xlsx", ".pdf")
 

@@ -17,11 +17,14 @@ CJK_FAMILIES = ("WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Noto Sans CJK SC", 
                 "Source Han Sans SC", "Source Han Sans CN", "SimHei", "Microsoft YaHei", "AR PL UMing CN")
 
 ZH = {"title": "{m} 农产品快检月报", "station": "检测站", "tests": "检测数", "positives": "阳性",
-      "retests": "复检", "qc": "质控合格率", "missing": "缺失序号", "per_station": "各检测站检测数与阳性数",
+      "retests": "复检", "qc": "质控合格率", "missing": "缺失序号", "plan": "计划完成",
+      "offline": "离线小时", "no_plan": "无计划",
+      "per_station": "各检测站检测数与阳性数",
       "per_day": "每日检测数与阳性数", "list": "阳性明细", "none": "本月无阳性", "total": "合计",
       "sample": "样品", "producer": "生产者", "analyte": "项目", "time": "时间"}
 EN = {"title": "{m} rapid-test monthly report", "station": "station", "tests": "tests", "positives": "positives",
-      "retests": "retests", "qc": "QC pass", "missing": "missing seq", "per_station": "tests and positives per station",
+      "retests": "retests", "qc": "QC pass", "missing": "missing seq", "plan": "plan done/asked",
+      "offline": "offline h", "no_plan": "no plan", "per_station": "tests and positives per station",
       "per_day": "tests and positives per day", "list": "positives", "none": "no positives this month",
       "total": "total", "sample": "sample", "producer": "producer", "analyte": "analyte", "time": "time"}
 
@@ -69,11 +72,12 @@ def figures(report: MonthReport, L: dict[str, str], plt) -> Iterator:
     ax = fig.add_axes((0.05, 0.05, 0.9, 0.85))
     ax.axis("off")
     rows = [[n, s.tests, s.positives, s.retests, "-" if s.qc_pass_rate is None else f"{s.qc_pass_rate:.1%}",
-             s.missing_seq] for n, s in zip(short, report.stations, strict=True)][:45]
+             s.missing_seq, L["no_plan"] if not s.plan_quota else s.plan.split(" ")[0], f"{s.offline_hours:g}"]
+            for n, s in zip(short, report.stations, strict=True)][:45]
     rows.append([L["total"], report.total("tests"), report.total("positives"), report.total("retests"), "",
-                 report.total("missing_seq")])
+                 report.total("missing_seq"), "", ""])
     table = ax.table(cellText=rows, colLabels=[L[k] for k in ("station", "tests", "positives", "retests", "qc",
-                                                                "missing")], loc="upper center")
+                                                                "missing", "plan", "offline")], loc="upper center")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     yield fig

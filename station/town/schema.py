@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
+from station.town import db as dbmod
 from station.town.alerts import ALERTS_SCHEMA
+from station.town.refusals import SCHEMA as REFUSALS_SCHEMA
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -31,6 +34,12 @@ ADDED_COLUMNS = (("stations", "last_seen", "TEXT"), ("results", "producer", "TEX
                  # issue 11: QC records (record_kind 'qc') and re-test chains; NULL for older records
                  ("results", "record_kind", "TEXT"), ("results", "retest_of", "TEXT"),
                  ("results", "retest_status", "TEXT"))
+# Station state changes seen in status messages (online/offline, with the time the town saw them): the monthly
+# report's offline hours. One row per change, not per status message.
+PRESENCE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS presence (
+  station TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (station, at, state)) WITHOUT ROWID;
+"""
 INDEXES = """
 CREATE INDEX IF NOT EXISTS results_sample ON results (sample);
 CREATE INDEX IF NOT EXISTS results_producer ON results (producer);
@@ -39,9 +48,14 @@ CREATE INDEX IF NOT EXISTS results_retest_of ON results (retest_of) WHERE retest
 """
 
 
-def create(db: sqlite3.Connection) -> None:
+def create(db: Any) -> None:
     """Create or upgrade every table; idempotent, so each process opening the database may call it."""
+    if dbmod.dialect(db) == "postgresql":
+        _create_pg(db)
+        return
     db.executescript(SCHEMA)
+    db.executescript(PRESENCE_SCHEMA)
+    db.executescript(REFUSALS_SCHEMA)
     db.executescript(ALERTS_SCHEMA)
     db.execute("BEGIN IMMEDIATE")    # two processes opening an old database at once: one of them migrates
     try:
@@ -60,6 +74,26 @@ def create(db: sqlite3.Connection) -> None:
         raise
     db.execute("COMMIT")
     db.executescript(INDEXES)
+
+
+def _create_pg(db: Any) -> None:
+    # Even a no-op ALTER TABLE … IF NOT EXISTS takes an exclusive lock, which deadlocks with a listener already
+    # writing: a complete schema is left alone. CREATE races with itself across sessions: one process at a time.
+    if all(column in dbmod.columns(db, table) for table, column, _ in ADDED_COLUMNS) and \
+            db.execute("SELECT to_regclass('presence') IS NOT NULL AND to_regclass('refusal_counts') IS NOT NULL"
+                       ).fetchone()[0]:
+        return
+    db.execute("BEGIN")
+    try:
+        db.execute("SELECT pg_advisory_xact_lock(?)", (dbmod.SCHEMA_LOCK,))
+        db.executescript(dbmod.pg_types(SCHEMA + ALERTS_SCHEMA + PRESENCE_SCHEMA))
+        for table, column, typ in ADDED_COLUMNS:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {typ}")
+        db.executescript(dbmod.pg_types(REFUSALS_SCHEMA) + INDEXES)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _backfill_producer(db: sqlite3.Connection) -> None:

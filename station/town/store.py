@@ -1,16 +1,15 @@
-# The town's SQLite store without MQTT: ingest (verified by verify.py), dedupe, chain, checkpoints, gaps, acks.
+# The town store without MQTT (SQLite file or PostgreSQL URL, db.py): ingest, dedupe, chain, checkpoints, gaps, acks.
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from station.errors import TownStoreError, WireFormatError
 from station.protocol import topics
@@ -18,7 +17,8 @@ from station.protocol.messages import CHECKPOINT_TYP, WITHHELD_TYP, build_ack, s
 from station.protocol.result import GENESIS_PREV, RESULT_TYP
 from station.protocol.signing import jws_header, same_signed_content
 from station.protocol.wire import now_rfc3339, strict_loads
-from station.town import alerts, schema
+from station.town import alerts, presence, schema
+from station.town import db as dbmod
 from station.town.refusals import RefusalBook
 from station.town.reports import TownReports
 from station.town.verify import Refuse, hex64, verified
@@ -32,9 +32,15 @@ log = logging.getLogger("station.town")
 
 STATUS_MAX_BYTES = 16384   # a station's status is a few hundred bytes; more is junk, not worth a row
 
+RESULT_COLUMNS = ("station, seq, kind, message, msg_hash, prev, kid, sample, verdict, tc_ratio, t_area, c_area, "
+                  "read_at, received_at, producer")
+# A replaced row (a withheld seq upgraded, a non-canonical copy) takes every column of the new message.
+RESULT_UPSERT = ", ".join(f"{c} = excluded.{c}" for c in RESULT_COLUMNS.split(", ")[2:])
 
 
-
+def _station_of(topic: str) -> str | None:
+    parsed = topics.parse(topic)
+    return f"{parsed[0]}/{parsed[1]}" if parsed else None
 
 
 @dataclass
@@ -55,21 +61,25 @@ class Outcome:
 
 
 class TownStore(TownReports):
-    """SQLite store of everything the town received. One object per thread (sqlite3 connection).
-    The read-only queries (results, refusals, counters, station_info) come from TownReports."""
+    """Store of everything the town received, in a SQLite file or a PostgreSQL database (db.py). One object per
+    thread (one connection). The read-only queries (results, refusals, counters, station_info) come from
+    TownReports. Several processes may share one database: each station's messages are judged under a lock."""
 
     def __init__(self, db_path: str | Path, trust: TrustStore | None = None,
                  town_key: Ed25519PrivateKey | None = None, town_kid: str = "town/1"):
-        self.path = Path(db_path)
+        self.target = str(db_path)
+        self.path = Path(db_path) if not dbmod.is_url(db_path) else None
         self.trust, self.town_key, self.town_kid = trust, town_key, town_kid
+        self.db: Any = dbmod.connect(db_path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            if self.path is not None:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
             schema.create(self.db)
-        except sqlite3.Error as exc:
-            raise TownStoreError(f"{self.path}: cannot open town database: {exc}") from None
+        except Exception as exc:
+            self.db.close()
+            raise TownStoreError(f"{dbmod.describe(db_path)}: cannot open town database: {exc}") from None
+        self._env_errors = dbmod.environment_errors(self.db)
         self._in_batch = False
         self._lock = threading.RLock()
         self.refusal_book = RefusalBook(self.db)
@@ -81,11 +91,16 @@ class TownStore(TownReports):
     # ------------------------------------------------------------ transactions
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Several ingests in one transaction (one fsync). Acks must be built only after it returns."""
+    def batch(self, topics_ahead: Iterable[str] = (), stations: Iterable[str] = ()) -> Iterator[None]:
+        """Several ingests in one transaction (one fsync). Acks must be built only after it returns.
+        `topics_ahead`: the topics the batch will ingest; `stations`: station paths it will write otherwise. They
+        are locked up front in one global order, so two listeners sharing a PostgreSQL database never wait on each
+        other in a circle (row locks taken later follow the advisory locks already held)."""
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             self._in_batch = True
+            for path in sorted({p for p in map(_station_of, topics_ahead) if p} | set(stations)):
+                dbmod.lock_station(self.db, path)
             try:
                 yield
             except BaseException:
@@ -115,6 +130,7 @@ class TownStore(TownReports):
         grid, station_id, kind = parsed
         path = f"{grid}/{station_id}"
         with self._tx():
+            dbmod.lock_station(self.db, path)   # before the savepoint: a rollback to it must not drop the lock
             # Each message in its own savepoint: whatever one sender's bytes make the code below do, only
             # that message's writes are undone, never the rest of the listener's batch.
             self.db.execute("SAVEPOINT message")
@@ -122,8 +138,8 @@ class TownStore(TownReports):
                 out = self._judge(topic, path, station_id, kind, payload, now, retained)
             except Refuse as r:
                 out = self._refused(topic, path, r, payload, now)
-            except sqlite3.OperationalError:
-                raise   # disk full, I/O error: the environment, not the sender; the batch is resent
+            except self._env_errors:
+                raise   # disk full, I/O error, lost server: the environment, not the sender; the batch is resent
             except Exception as exc:
                 self.db.execute("ROLLBACK TO message")
                 if time.monotonic() - self._traceback_at >= 60.0:   # a sender who finds a crash: one a minute
@@ -161,7 +177,7 @@ class TownStore(TownReports):
         row = self.db.execute("SELECT message FROM results WHERE station=? AND seq=?", (path, seq)).fetchone()
         return bytes(row[0])
 
-    def _row(self, path: str, seq: int) -> sqlite3.Row | None:
+    def _row(self, path: str, seq: int) -> tuple | None:
         return self.db.execute("SELECT kind, msg_hash, prev FROM results WHERE station=? AND seq=?",
                                (path, seq)).fetchone()
 
@@ -222,15 +238,14 @@ class TownStore(TownReports):
         def text(v: object) -> str | None:
             return v[:200] if isinstance(v, str) else None if v is None else json.dumps(v)[:200]
 
+        producer = sample.get("producer") if isinstance(sample, dict) else None
         self.db.execute(
-            "INSERT OR REPLACE INTO results (station, seq, kind, message, msg_hash, prev, kid, sample, verdict,"
-            " tc_ratio, t_area, c_area, read_at, received_at, sig_ok) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)",
+            f"INSERT INTO results ({RESULT_COLUMNS}, sig_ok) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1) "
+            f"ON CONFLICT (station, seq) DO UPDATE SET {RESULT_UPSERT}",
             (path, seq, kind, payload, h, prev, kid, text(sample_id),
              text(body.get("verdict")) if kind == "result" else text(f"withheld: {body.get('reason')}"),
-             num(r.get("tc_ratio")), num(r.get("t_area")), num(r.get("c_area")), text(read_at), now_rfc3339(now)))
-        producer = sample.get("producer") if isinstance(sample, dict) else None
-        if isinstance(producer, str):
-            self.db.execute("UPDATE results SET producer=? WHERE station=? AND seq=?", (producer[:200], path, seq))
+             num(r.get("tc_ratio")), num(r.get("t_area")), num(r.get("c_area")), text(read_at), now_rfc3339(now),
+             producer[:200] if isinstance(producer, str) else None))
         if kind == "result":
             self._chain_columns(path, seq, body)
         self._count(path, "stored")
@@ -252,11 +267,11 @@ class TownStore(TownReports):
                          status[:40] if isinstance(status, str) else None, path, seq))
 
     def _count(self, path: str, name: str) -> None:
-        self.db.execute("INSERT INTO counters VALUES (?,?,1) ON CONFLICT (station, name) DO UPDATE SET n=n+1",
+        self.db.execute("INSERT INTO counters VALUES (?,?,1) ON CONFLICT (station, name) DO UPDATE SET n=counters.n+1",
                         (path, name))
 
     def _station(self, path: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (path,))
+        self.db.execute("INSERT INTO stations (station) VALUES (?) ON CONFLICT DO NOTHING", (path,))
 
     def _seen(self, path: str, now: float | None) -> None:
         self._station(path)
@@ -297,7 +312,7 @@ class TownStore(TownReports):
             raise Refuse("malformed", "checkpoint head must be 64 hex digits", seq=seq)
         digest = sha256_hex(payload)
         self._station(path)
-        self.db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?,?,?,?,?,?,'pending')",
+        self.db.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?,?,'pending') ON CONFLICT DO NOTHING",
                         (path, seq, head, payload, digest, now_rfc3339(now)))
         self._seen(path, now)
         changed = self._check_pending_checkpoints(path)
@@ -341,6 +356,7 @@ class TownStore(TownReports):
             raise Refuse("bad-status", f"status must be a JSON object, not {type(body).__name__}")
         text = json.dumps(body, ensure_ascii=False, allow_nan=False)
         self._station(path)
+        presence.note(self.db, path, body.get("state"), now, retained)
         self.db.execute("UPDATE stations SET status=?, status_at=? WHERE station=?", (text, now_rfc3339(now), path))
         if not retained:
             self._seen(path, now)

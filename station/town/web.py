@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from station.errors import TownOptionError
+from station.errors import TownOptionError, TownStoreError
 from station.town import dashboard, pages
+from station.town.db import is_url, pg_errors
 
 if TYPE_CHECKING:
     from station.town.trust import TrustStore
@@ -42,10 +43,10 @@ class Dashboard:
                  trust: TrustStore | None = None, tz: str = "Asia/Shanghai"):
         from station.town.store import TownStore
 
-        if not Path(db_path).is_file():
+        if not is_url(db_path) and not Path(db_path).is_file():
             raise TownOptionError(f"--db {db_path}: town database not found")
         TownStore(db_path).close()     # bring an older database's tables up to date once, read-write
-        self.db_path, self.trust, self.tz = Path(db_path), trust, tz
+        self.db_path, self.trust, self.tz = (str(db_path) if is_url(db_path) else Path(db_path)), trust, tz
         handler = type("Handler", (_Handler,), {"app": self})
         try:
             self.server = ThreadingHTTPServer((host, port), handler)
@@ -112,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             status, body = self.app.render(url.path, parse_qs(url.query))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, TownStoreError, *pg_errors()) as exc:
             log.error("dashboard: %s: %s", url.path, exc)
             status, body = 503, pages.error(503, f"数据库暂时不可读：{exc}")
         self._send(status, body, head)
