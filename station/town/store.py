@@ -19,6 +19,7 @@ from station.protocol.signing import jws_header, same_signed_content
 from station.protocol.wire import now_rfc3339, strict_loads
 from station.town import alerts, presence, schema
 from station.town import db as dbmod
+from station.town.chains import chain_columns
 from station.town.refusals import RefusalBook
 from station.town.reports import TownReports
 from station.town.verify import Refuse, hex64, verified
@@ -247,7 +248,7 @@ class TownStore(TownReports):
              num(r.get("tc_ratio")), num(r.get("t_area")), num(r.get("c_area")), text(read_at), now_rfc3339(now),
              producer[:200] if isinstance(producer, str) else None))
         if kind == "result":
-            self._chain_columns(path, seq, body)
+            chain_columns(self.db, path, seq, body)
         self._count(path, "stored")
         self._seen(path, now)
         changed = self._advance(path)
@@ -256,15 +257,6 @@ class TownStore(TownReports):
         if alerts.gap_alert(self.db, path, self._gap_below(path, seq), now):
             raised.append("gap")
         return Outcome("stored", station=path, seq=seq, ack_changed=changed, alerts=tuple(raised))
-
-    def _chain_columns(self, path: str, seq: int, body: dict) -> None:
-        """QC records and re-test chains, as columns a query can join on (the signed message stays the truth)."""
-        rt = body.get("retest") if isinstance(body.get("retest"), dict) else {}
-        kind = body.get("kind") if body.get("kind") in ("result", "qc") else "result"
-        of, status = rt.get("of"), rt.get("status")
-        self.db.execute("UPDATE results SET record_kind=?, retest_of=?, retest_status=? WHERE station=? AND seq=?",
-                        (kind, of[:200] if isinstance(of, str) else None,
-                         status[:40] if isinstance(status, str) else None, path, seq))
 
     def _count(self, path: str, name: str) -> None:
         self.db.execute("INSERT INTO counters VALUES (?,?,1) ON CONFLICT (station, name) DO UPDATE SET n=counters.n+1",
