@@ -201,3 +201,27 @@ def test_default_type_on_a_window_4_percent_higher_is_read_right_or_refused():
         errs += _errors(read_photo(img, DEFAULT), truth)
     assert all(e is None or e <= 0.08 for _, e in errs), errs
     assert sum(v in ("positive", "negative") for v, _ in errs) >= 4
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dark_rim_close_to_a_darker_membrane_is_not_read_as_membrane(seed):
+    """A dark recess wall whose tone is near a darker membrane's passed for flat membrane and was read with it
+    (gross misreads); the membrane is the window inside that even frame, or the strip is refused."""
+    brand = make_brand(60 + seed, rim="dark", tone="darker")
+    img, truth = _photo(brand, 70 + seed, n_cassettes=3)
+    errs = _errors(read_photo(img, DEFAULT), truth)
+    assert all(e is None or e <= 0.08 for _, e in errs), errs
+    assert sum(v in ("positive", "negative") for v, _ in errs) >= 2
+
+
+def test_nominal_type_on_a_window_far_from_its_place_is_read_right_or_refused():
+    """The built-in type's window found only where typed, on a card whose membrane sits elsewhere (a guided
+    box straddling membrane and plastic): a right ratio or a retake with a reason."""
+    brand = make_brand(62, rim="thin", tone="lighter")
+    brand.update(window=[0.33, 0.12, 0.67, 0.30])
+    img, truth = _photo(brand, 72, n_cassettes=2)
+    for s in read_photo(img, DEFAULT).strips:
+        c = min(truth["cassettes"], key=lambda c: np.hypot(c["center"][0] - s.center[0], c["center"][1] - s.center[1]))
+        assert s.tc_ratio is None or abs(s.tc_ratio - c["tc_ratio"]) <= 0.2
+        if s.verdict == "retake":
+            assert s.reason

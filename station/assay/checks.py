@@ -85,3 +85,10 @@ def line_check(prof: np.ndarray, readings: list[LineReading], st: StripType) -> 
             if r.name != "C" and r.found and abs((c.position - r.position) - (c.expected - r.expected)) > SPACING_TOL:
                 return False
     return True
+
+
+def on_peaks(prof: np.ndarray, readings: list[LineReading], st: StripType) -> bool:
+    """True when each of the two strongest lines seen is read on its peak (within a line sigma), not beside it."""
+    net, noise = net_profile(prof, st)
+    pos = [r.position for r in readings]
+    return all(min(abs(p - q) for q in pos) <= st.line_sigma for p, _ in find_peaks(net, noise, st)[:2])

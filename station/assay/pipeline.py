@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from station.assay import quality as q
-from station.assay.checks import adapt_lines, line_check
+from station.assay.checks import adapt_lines, line_check, on_peaks
 from station.assay.lines import measure_lines
 from station.assay.locate import find_blobs
 from station.assay.place import place
@@ -16,9 +16,18 @@ from station.assay.scores import ImageScore, StripScore
 from station.assay.window import expected_window, refine_pose, upright
 from station.striptypes import StripType
 
+# Profile noise (green absorbance) above which a searched window is no clean membrane: clean membranes,
+# even dim or textured ones, stay below about 0.005.
+MAX_SEARCHED_NOISE = 0.010
+
 
 def _to_image(mat: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ mat[:, :2].T + mat[:, 2]
+
+
+def _c_seen(readings, st: StripType) -> bool:
+    c = next(r for r in readings if r.name == "C")
+    return c.found and c.peak >= st.c_min_peak and c.snr >= st.c_min_snr
 
 
 def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
@@ -48,6 +57,10 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
     up, win = placed.up, placed.win
     if placed.angle != angle:
         strip.angle = angle = placed.angle
+    if win is not None and st.geometry == "nominal" and not (placed.searched or placed.confirmed):
+        # A nominal type's window seen only where typed, the whole-body search finding no such membrane
+        # there: its edges are doubtful (part recess wall or plastic, on another maker's card), so no ratio.
+        placed.code = q.GEOMETRY_MISMATCH
     if win is None:
         # A lamp reflection or clipped white hides the window's edges; say so, it is the fixable cause.
         expected = expected_window(up, st)
@@ -67,7 +80,20 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
     if st_read is None:
         st_read, placed.code = st, q.GEOMETRY_MISMATCH
     readings, base, noise = measure_lines(prof, st_read, luma_to_green(crop))
+    if st.geometry == "nominal" and placed.confirmed and placed.code is None and \
+            not (_c_seen(readings, st) and line_check(prof, readings, st) and on_peaks(prof, readings, st)):
+        # A nominal type's window where typed, and confirmed by the search, but its lines not where typed
+        # (another maker's card in the same moulding): read where this membrane shows them.
+        alt = adapt_lines(prof, st)
+        if alt is not None and alt.lines != st.lines:
+            r2, b2, n2 = measure_lines(prof, alt, luma_to_green(crop))
+            if line_check(prof, r2, alt):
+                st_read, readings, base, noise = alt, r2, b2, n2
     if placed.code is None and not line_check(prof, readings, st_read):
+        placed.code = q.GEOMETRY_MISMATCH
+    if placed.code is None and placed.searched and noise > MAX_SEARCHED_NOISE:
+        # Between its lines a membrane is flat; rows that vary this much are recess wall or plastic taken
+        # in by a misjudged window edge.
         placed.code = q.GEOMETRY_MISMATCH
     # One reason is enough: glare or exposure, already a retake, also explains a doubtful placement.
     if placed.code and not any(c in q.RETAKE_CODES for c in strip.quality):

@@ -24,6 +24,7 @@ class Placement:
     searched: bool          # the window came from the whole-body search, not the strip type's place
     code: str | None = None
     guided: Window | None = None   # the strip type's window, when found but not the one read
+    confirmed: bool = False        # the guided window read, and the whole-body search found the same one
 
 
 def _agree(a: Window, b: Window, up: Upright, tol: float) -> bool:
@@ -63,7 +64,7 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
     found = search_window(up)
     if guided is not None and (found is None or _agree(guided, found, up, AGREE)):
         # The strip type's window where it said: the reading this reader has always made.
-        return Placement(up, angle, guided, False)
+        return Placement(up, angle, guided, False, confirmed=found is not None)
     if st.geometry == "learned" and guided is not None and found is not None and _matches_learned(found, up, st):
         # Both near the learned place but not quite agreeing: the learned place, its edges found locally.
         return Placement(up, angle, guided, False)
@@ -87,8 +88,10 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
         # The search saw only a fragment of the guided window (a reflection or a line broke its edges).
         return Placement(up, angle, guided, False)
     if guided is not None and _overlap(guided, found) > 0.6:
-        # Much the same window: a reflection on it can be what pulled the two apart, so it is checked too.
-        keep = guided
+        # Much the same window: a reflection on it can be what pulled the two apart, so it is checked too,
+        # where both saw membrane (beyond that the guided box may hold plastic brighter than a dark membrane).
+        keep = Window(max(guided.x0, found.x0), max(guided.y0, found.y0), min(guided.x1, found.x1),
+                      min(guided.y1, found.y1), guided.rim_contrast)
     else:
         keep = None
     exp = expected_window(up, st)

@@ -78,7 +78,7 @@ def _evidence(up: Upright) -> tuple | None:
     # Where a dark line crosses a membrane lighter than the plastic the side step changes sign and
     # vanishes for a few rows: bridged for the extent, which must not stop at a line.
     bridge = max(5, int(0.02 * L)) | 1
-    runs = cv2.dilate(gx, np.ones((bridge, 3), np.uint8))
+    runs = cv2.dilate(gx, np.ones((bridge, 5), np.uint8))
     return grey, gx, e, runs, bridge, bx0, by0
 
 
@@ -135,9 +135,9 @@ def search_window(up: Upright) -> Window | None:
     by1, bx1 = by0 + grey.shape[0], bx0 + grey.shape[1]
     if float(e.max()) < 1.5:
         return None
-    cols = _peaks(e, max(1.5, 0.12 * float(e.max())), max(2, int(0.025 * w)), 16)
+    cols = _peaks(e, max(1.5, 0.12 * float(e.max())), max(2, int(0.025 * w)), 22)
     body_bgr = np.median(patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0
-    best: tuple[float, tuple[int, int, int, int]] | None = None
+    valid: list[tuple[float, tuple[int, int, int, int]]] = []
     for ia, a in enumerate(cols):
         for b in cols[ia + 1:]:
             if not MIN_W * w <= b - a <= MAX_W * w:
@@ -167,7 +167,7 @@ def search_window(up: Upright) -> Window | None:
             full = grey[ya:yb + 1, a + 3:b - 1]
             lo, hi = np.percentile(full, (4, 96), axis=1)
             flat = float(np.median((hi - lo) / np.maximum(full.mean(axis=1), 1.0)))
-            if flat > 0.10:
+            if flat > 0.10 or not (_straight(gx, a, ya, yb) and _straight(gx, b, ya, yb)):
                 continue
             # Near-neutral against the body: a coloured sample pad is not a membrane.
             tint = np.median(patch[by0 + ya + 2:by0 + yb - 1, bx0 + a + 3:bx0 + b - 1].reshape(-1, 3), axis=0)
@@ -177,11 +177,10 @@ def search_window(up: Upright) -> Window | None:
             # Flatness and neutrality weigh most: a sample pad's rim is often the stronger edge.
             tinted = float(rel.max() / rel.min()) - 1.0
             score = (yb - ya) * (b - a) * min(float(e[a]), float(e[b])) / (1.0 + flat / 0.01) / (1.0 + tinted / 0.03)
-            if best is None or score > best[0]:
-                best = (score, (a, b, ya, yb))
-    if best is None:
+            valid.append((score, (a, b, ya, yb)))
+    if not valid:
         return None
-    a, b, ya, yb = best[1]
+    a, b, ya, yb = _innermost(max(valid)[1], [v for _, v in valid], w, L)
     # The dilation above leaves a 3-column plateau; the raw steps over the run place each side exactly.
     side = gx[ya:yb + 1].mean(axis=0)
     a, b = _peak(side, a, 2), _peak(side, b, 2)
@@ -191,6 +190,40 @@ def search_window(up: Upright) -> Window | None:
     bottom = _refine(rows, yb, reach, -1)
     # Column j's step sits between pixels j and j+1 of the body crop.
     return Window(bx0 + a + 0.5, by0 + top, bx0 + b + 0.5, by0 + bottom, 0.0)
+
+
+def _straight(gx: np.ndarray, col: int, ya: int, yb: int) -> bool:
+    """A moulded window's side is a straight edge: its column stays put along the rows (a round pad's does not)."""
+    lo, hi = max(0, col - 3), min(gx.shape[1], col + 4)
+    where = lo + np.argmax(gx[ya:yb + 1, lo:hi], axis=1)
+    q1, q3 = np.percentile(where, (25, 75))
+    return float(q3 - q1) <= 1.5
+
+
+def _innermost(box: tuple[int, int, int, int], valid: list[tuple[int, int, int, int]], w: float,
+               L: float) -> tuple[int, int, int, int]:
+    """The membrane inside a recess wall: a flat window holding another one as a frame of even width is the wall.
+
+    A rim whose tone is close to the membrane's passes for flat; the frame it draws round the membrane (the
+    same width left and right, and top and bottom) is what tells it, whatever its tone.
+    """
+    while True:
+        a, b, ya, yb = box
+        inner = [v for v in valid if v != box and a < v[0] < v[1] < b and ya - 2 <= v[2] < v[3] <= yb + 2
+                 and _frame(box, v, w, L)]
+        if not inner:
+            return box
+        box = max(inner, key=lambda v: (v[1] - v[0]) * (v[3] - v[2]))
+
+
+def _frame(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int], w: float, L: float) -> bool:
+    left, right = inner[0] - outer[0], outer[1] - inner[1]
+    top, bottom = inner[2] - outer[2], outer[3] - inner[3]
+    side_ok = 0.01 * w <= min(left, right) and max(left, right) <= 0.12 * w and \
+        abs(left - right) <= max(2.0, 0.35 * max(left, right))
+    # Ends: the same frame seen along the length (or none found there: the rows trimmed it already).
+    ends_ok = max(top, bottom) <= 0.05 * L and abs(top - bottom) <= max(3.0, 0.5 * max(left, right) + 2)
+    return side_ok and ends_ok
 
 
 def window_says_well_down(up: Upright, win: Window, learned_centre: float | None = None) -> bool:
