@@ -42,7 +42,7 @@ def _fmt(name: str, v: tuple[float | None, str]) -> str:
     if value is None:
         return "-"
     if name == "clean strips wrongly gated":
-        return f"{100 * (1 - value):.1f}% ({detail})"
+        return f"{detail} gated: {100 * (1 - value):.1f}% scored"
     if name in ("phantom cassettes", "gross misreads (abs error > 0.2)"):
         return f"{value:.0f}"
     return f"{value:.3f}" + (f" ({detail})" if name == "control line absent -> invalid" else "")
