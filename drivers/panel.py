@@ -16,6 +16,10 @@ INDICATIONS: dict[str, tuple[tuple[str, str, str], int]] = {
     "working": (("off", "blink", "off"), 0),
     "negative": (("on", "off", "off"), 1),
     "positive": (("off", "off", "on"), 3),
+    # A first positive (or a dispute) asks for a re-test of the same sample: red with amber blinking, "not done".
+    "retest": (("off", "blink", "on"), 3),
+    # Two positives of one sample: confirmed, send it to the lab; red with an amber heartbeat, five beeps.
+    "confirmed": (("off", "pulse", "on"), 5),
     "invalid": (("off", "on", "on"), 2),
     "suspect": (("off", "on", "blink"), 2),  # an instrument's 可疑: re-test needed
     "retake": (("off", "blink", "off"), 2),

@@ -184,3 +184,43 @@ def test_the_new_fields_validate_and_bad_shapes_are_refused():
         with pytest.raises(RecordError) as exc:
             _record(**extra)
         assert where in str(exc.value), (extra, str(exc.value))
+
+
+def test_the_panel_says_retest_then_confirmed_and_a_dispute_is_no_all_clear(tmp_path):
+    # gpiozero MockFactory pins behind the real daemon: the state lit and the LEDs' values.
+    rig = rig_with(tmp_path, "PPPN")
+    daemon = rig.daemon().start()
+    try:
+        first = daemon.press(sample="S-1")
+        assert first["retest_required"], first
+        st = daemon.status()
+        assert st["panel"] == "retest" and st["lights"]["red"] and not st["lights"]["green"], st
+        again = daemon.press(sample="S-1")
+        assert again["results"][0]["retest"]["status"] == "confirmed_positive", again
+        assert daemon.status()["panel"] == "confirmed"
+        s2 = daemon.press(sample="S-2")["results"][0]["id"]
+        assert daemon.status()["panel"] == "retest"
+        disputed = daemon.press(retest_of=s2)  # reads negative: disputed, still to be re-tested
+        assert disputed["results"][0]["verdict"] == "negative" and disputed["retest_required"], disputed
+        st = daemon.status()
+        assert st["panel"] == "retest" and not st["lights"]["green"], st
+    finally:
+        daemon.terminate()
+
+
+def test_a_passed_control_card_is_shown_briefly_then_the_lot_refusal(tmp_path):
+    from station.workflow.job import SHOW_QC_S
+
+    rig = rig_with(tmp_path, "N")
+    station(rig, "lot", "set", ST, "L2602", "--expires", "2099-12-31")
+    daemon = rig.daemon().start()
+    try:
+        qc = daemon.press(qc="negative")
+        assert qc["results"][0]["qc"]["passed"], qc
+        assert daemon.status()["panel"] == "negative"  # the card's outcome, for a moment
+        # The positive control is still missing: samples are refused, and the panel goes back to saying so.
+        st = eventually(lambda: (lambda s: s if s["panel"] == "refused" else None)(daemon.status()),
+                        SHOW_QC_S + 10, "the refusal to come back")
+        assert "positive control card" in st["refusing"] and not st["lights"]["green"], st
+    finally:
+        daemon.terminate()

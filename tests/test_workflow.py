@@ -46,3 +46,16 @@ def test_problems_name_the_slot_and_the_remedy():
     assert rules.problems(score(reason="no cassette found: place cassettes")) == \
         "no cassette found: place cassettes"
     assert rules.problems(score("negative")) == ""
+
+
+@pytest.mark.parametrize(("state", "recorded", "want"), [
+    ("positive", [{"retest_required": True}], "retest"),
+    ("negative", [{"retest_required": True, "retest": {"status": "disputed"}}], "retest"),  # no all-clear
+    ("positive", [{"retest": {"status": "confirmed_positive"}}], "confirmed"),
+    ("positive", [{"retest": {"status": "resolved_positive"}}], "confirmed"),
+    ("negative", [{"retest": {"status": "resolved_negative"}}], "negative"),
+    ("invalid", [{"retest_required": True}], "invalid"),  # lay a new card: invalid already says so
+    ("positive", [{}], "positive"),
+])
+def test_chain_indication(state, recorded, want):
+    assert rules.chain_indication(state, recorded) == want

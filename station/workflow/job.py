@@ -18,6 +18,9 @@ log = logging.getLogger("station.app")
 
 SHOW_RESULT_S = 600.0  # how long a verdict stays lit before the panel returns to idle
 SHOW_REFUSAL_S = 10.0  # "press with --slot" is a hint, not a state of the station
+# A control card's outcome is news for a moment only: the lot's gate (the red blink while it still refuses
+# samples) is what the panel must go back to, not a green that reads as "go ahead".
+SHOW_QC_S = 8.0
 
 _job_ids = itertools.count(1)
 
@@ -250,6 +253,7 @@ class Workflow:
         recorded, failure, fault = self._record(job, frame, strips) if strips else ([], None, False)
         problems = "; ".join(p for p in (None if late else rules.problems(score), failure) if p)
         state = rules.indication([s.verdict for s in strips], bool(problems), storage_fault=fault)
+        state = rules.chain_indication(state, recorded)  # "re-test this sample", "confirmed positive"
         reply = {"ok": bool(recorded), "results": recorded, "photo": frame.source}
         if any(r.get("retest_required") for r in recorded):
             reply["retest_required"] = True  # a positive (or a dispute): the operator re-tests the same sample
@@ -283,7 +287,7 @@ class Workflow:
                      ", ".join(job.scanned.values()))
         many = self.tray.size > 1
         self.panel.show(state, slot=job.position) if many else self.panel.show(state)
-        self._shown_at, self._show_for = time.monotonic(), SHOW_RESULT_S
+        self._shown_at, self._show_for = time.monotonic(), SHOW_QC_S if job.qc else SHOW_RESULT_S
         self.state = StationState.WORKING if self.busy else StationState.IDLE
         for send in job.replies:
             send(reply)

@@ -38,6 +38,21 @@ def indication(verdicts: list[str], had_problem: bool, storage_fault: bool = Fal
     return "retake"
 
 
+CONFIRMED = ("confirmed_positive", "resolved_positive")  # a re-test chain's statuses that end in "positive"
+
+
+def chain_indication(state: str, recorded: list[dict]) -> str:
+    """A verdict's light refined by the re-test chain: "re-test this sample" for a first positive or a dispute
+    (a negative re-test of a positive is no all-clear), "confirmed" once the chain ends positive."""
+    if state not in ("positive", "negative"):
+        return state
+    if any((r.get("retest") or {}).get("status") in CONFIRMED for r in recorded) and state == "positive":
+        return "confirmed"
+    if any(r.get("retest_required") for r in recorded):
+        return "retest"
+    return state
+
+
 # A quality code of the workflow, not of the picture: the card was photographed after its read window closed.
 READ_WINDOW_MISSED = "READ_WINDOW_MISSED"
 READ_WINDOW_REASON = "read after its read window closed: lay a new card"
