@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from station.certificate import certificate_lines, refusal, tested_analyte_only
+from station.certificate import base_sample, certificate_lines, refusal, tested_analyte_only
 from station.errors import StorageError
 from station.host.files import atomic_write
 from station.receipt import Receipt, producer_by_id, receipt_of
@@ -174,7 +174,7 @@ class Printing:
         cert: tuple = ()
         if self.cfg.receipt.certificate and (body.get("sample") or {}).get("producer"):
             others = [unverified_payload(e.message) for e in journal.entries(limit=SAMPLE_LOOKBACK)
-                      if e.sample_id == entry.sample_id and e.seq != entry.seq]
+                      if base_sample(e.sample_id) == base_sample(entry.sample_id) and e.seq != entry.seq]
             why = refusal(body, [body, *others], self.required)
             if why is None:
                 cert = certificate_lines(body, producer=self.producer, product=self.product(body))
@@ -221,7 +221,8 @@ def catch_up_from(jobs: Mapping[str, dict], last_seq: int) -> int:
 
 def start_printing(cfg, home, last_seq: int, **lookups: Any) -> Printing:
     """The daemon's printer worker, printing results committed after last_seq and those a crash kept from the
-    paper (catch_up_from); earlier ones were printed by the run that committed them, or can be reprinted. lookups: Printing's producer=, required=, product=
+    paper (catch_up_from); earlier ones were printed by the run that committed them, or can be reprinted.
+    lookups: Printing's producer=, required=, product=
     (the roster and the town's plan, once the station holds them); called from the worker thread."""
     printing = Printing(cfg, home.journal, home.root / "data" / "prints.json", **(lookups or plan_lookups(home.root)))
     printing.start(after_seq=last_seq)
