@@ -275,7 +275,8 @@ def test_several_cards_of_one_sample_in_one_press_share_the_certificate_rule(rig
     def press(sample: str, verdicts: tuple[str, ...]) -> list:
         """One photograph of several cards: one transaction, one notice, as the Recorder commits them."""
         ids = [f"{sample}/{k}" for k in range(len(verdicts))]
-        entries = journal.append_many([Pending(make(v, i, "P-7"), v, i, None) for v, i in zip(verdicts, ids, strict=True)])
+        items = [Pending(make(v, i, "P-7"), v, i, None) for v, i in zip(verdicts, ids, strict=True)]
+        entries = journal.append_many(items)
         printing.committed()
         return [job_of(printing, e.seq)["certificate"] for e in entries]
 
