@@ -16,6 +16,13 @@ Body = Mapping[str, Any]
 SETTLED_NEGATIVE = (None, "resolved_negative")
 
 
+def base_sample(sample_id: str | None) -> str | None:
+    """The sample a card belongs to: several cards of one sample laid in one press are recorded as ID/0,
+    ID/1, … (station/record.py), and for the certificate they are all sample ID."""
+    head, sep, tail = (sample_id or "").rpartition("/")
+    return head if sep and head and tail.isdigit() else sample_id
+
+
 def tested_analyte_only(body: Body) -> set[str]:
     """The default requirement: without a plan, the certificate covers the analyte that was tested."""
     analyte = (body.get("strip") or {}).get("analyte")
@@ -26,7 +33,8 @@ def refusal(body: Body, sample_results: Iterable[Body], required: Callable[[Body
             ) -> str | None:
     """Why no certificate may be printed for this record, or None when one may.
 
-    sample_results: every record of the same sample (this one included), in any order."""
+    sample_results: every record of the same sample (this one included, and the other cards ID/N of a sample
+    ID laid in one press), in any order."""
     if body.get("kind", "result") != "result":
         return "not a sample result"
     if not (body.get("sample") or {}).get("producer"):
@@ -34,19 +42,22 @@ def refusal(body: Body, sample_results: Iterable[Body], required: Callable[[Body
     needed = required(body)
     if not needed:
         return "no analyte required for this product"
-    latest: dict[str, Body] = {}
+    # The latest record of each card: an analyte and the card's own id (ID/N for one of several cards of the
+    # sample in one press; its re-tests keep that id). One card's later negative never hides another's positive.
+    latest: dict[tuple, Body] = {}
     for r in sorted(sample_results, key=lambda r: int(r.get("seq", 0))):
         if r.get("kind", "result") == "result":
-            latest[(r.get("strip") or {}).get("analyte")] = r
+            latest[((r.get("strip") or {}).get("analyte"), (r.get("sample") or {}).get("id"))] = r
     for analyte in sorted(needed):
-        r = latest.get(analyte)
-        if r is None:
+        cards = [r for (a, _), r in latest.items() if a == analyte]
+        if not cards:
             return f"{analyte} not tested yet"
-        if r.get("verdict") != "negative":
-            return f"{analyte} is {r.get('verdict')}"
-        status = (r.get("retest") or {}).get("status")
-        if status not in SETTLED_NEGATIVE:
-            return f"{analyte} awaits its re-test ({status})"
+        for r in cards:
+            if r.get("verdict") != "negative":
+                return f"{analyte} is {r.get('verdict')}"
+            status = (r.get("retest") or {}).get("status")
+            if status not in SETTLED_NEGATIVE:
+                return f"{analyte} awaits its re-test ({status})"
     # A positive anywhere in the sample's records still waiting for its re-test blocks it too.
     for r in latest.values():
         if r.get("verdict") != "negative" and not r.get("retest"):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from station.certificate import certificate_lines, refusal, tested_analyte_only
+from station.certificate import base_sample, certificate_lines, refusal, tested_analyte_only
 from station.errors import StorageError
 from station.host.files import atomic_write
 from station.receipt import Receipt, producer_by_id, receipt_of
@@ -87,8 +87,13 @@ class Printing:
 
     # ---- caller side ------------------------------------------------------------------------------
     def start(self, after_seq: int) -> None:
-        """Print results committed after after_seq (the journal's last seq when the station starts)."""
-        self._after = after_seq
+        """Print results committed after after_seq (the journal's last seq when the station starts), and
+        first the few committed before it that a crash kept from the paper (catch_up_from)."""
+        self._after = catch_up_from(self.log.jobs, after_seq)
+        if self._after < after_seq:
+            log.warning("receipts of results %d..%d were never printed (the station stopped between the commit "
+                        "and the paper): printing them now", self._after + 1, after_seq)
+            self._inbox.put(("new", 0, None))
         self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
         self._thread.start()
 
@@ -169,7 +174,7 @@ class Printing:
         cert: tuple = ()
         if self.cfg.receipt.certificate and (body.get("sample") or {}).get("producer"):
             others = [unverified_payload(e.message) for e in journal.entries(limit=SAMPLE_LOOKBACK)
-                      if e.sample_id == entry.sample_id and e.seq != entry.seq]
+                      if base_sample(e.sample_id) == base_sample(entry.sample_id) and e.seq != entry.seq]
             why = refusal(body, [body, *others], self.required)
             if why is None:
                 cert = certificate_lines(body, producer=self.producer, product=self.product(body))
@@ -201,9 +206,23 @@ class Printing:
             return self.log.note(entry.seq, status="printed", error=None, certificate=bool(receipt.certificate))
 
 
+CATCH_UP_MAX = 20  # at most this many receipts are printed at a start for results the paper never got
+
+
+def catch_up_from(jobs: Mapping[str, dict], last_seq: int) -> int:
+    """The seq after which the worker prints at a start: results committed after the newest one the print log
+    knows (printed, failed or skipped) were committed by a run that died before their paper; at most the last
+    CATCH_UP_MAX of them. An empty log on a station with results is a printer new to it: no year of slips."""
+    known = [int(s) for s in jobs if s.isdigit()]
+    if not known:
+        return last_seq
+    return min(last_seq, max(max(known), last_seq - CATCH_UP_MAX))
+
+
 def start_printing(cfg, home, last_seq: int, **lookups: Any) -> Printing:
-    """The daemon's printer worker, printing results committed after last_seq (earlier ones were printed by
-    the run that committed them, or can be reprinted). lookups: Printing's producer=, required=, product=
+    """The daemon's printer worker, printing results committed after last_seq and those a crash kept from the
+    paper (catch_up_from); earlier ones were printed by the run that committed them, or can be reprinted.
+    lookups: Printing's producer=, required=, product=
     (the roster and the town's plan, once the station holds them); called from the worker thread."""
     printing = Printing(cfg, home.journal, home.root / "data" / "prints.json", **(lookups or plan_lookups(home.root)))
     printing.start(after_seq=last_seq)

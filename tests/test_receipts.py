@@ -263,3 +263,26 @@ def test_escpos_serial_driver_sends_the_raster_over_a_real_pty():
     assert dark.sum() == 90 * 20 and dark[10:30, 10:100].all()
     with pytest.raises(DeviceNotFound, match="printer escpos-serial:/dev/nonexistent@9600: cannot open"):
         EscposPrinter(parse_spec("escpos-serial:/dev/nonexistent"), 384).probe()
+
+
+def test_several_cards_of_one_sample_in_one_press_share_the_certificate_rule(rig):
+    from station.certificate import base_sample
+    from station.journal import Pending
+
+    assert [base_sample(s) for s in ("S/0", "S/12", "S", "A/B", "/3", None)] == ["S", "S", "S", "A/B", "/3", None]
+    journal, printing, _, _ = rig
+
+    def press(sample: str, verdicts: tuple[str, ...]) -> list:
+        """One photograph of several cards: one transaction, one notice, as the Recorder commits them."""
+        ids = [f"{sample}/{k}" for k in range(len(verdicts))]
+        items = [Pending(make(v, i, "P-7"), v, i, None) for v, i in zip(verdicts, ids, strict=True)]
+        entries = journal.append_many(items)
+        printing.committed()
+        return [job_of(printing, e.seq)["certificate"] for e in entries]
+
+    assert press("A", ("negative", "negative")) == [True, True]
+    assert press("B", ("negative", "positive")) == [False, False]  # B/0's slip must not certify sample B
+    assert press("C", ("positive", "negative")) == [False, False]  # nor a later negative card hide the positive
+    body = {"seq": 9, "sample": {"id": "D/1", "producer": "P"}, "strip": {"analyte": "x"}, "verdict": "negative"}
+    other = {**body, "seq": 8, "sample": {"id": "D/0", "producer": "P"}, "verdict": "positive"}
+    assert refusal(body, [other, body]) == "x is positive"

@@ -142,3 +142,26 @@ def test_a_missing_scanner_never_stops_the_station_and_an_empty_tray_keeps_the_s
             twin.close()
     finally:
         daemon.terminate()
+
+
+def test_scans_attach_to_the_slot_pressed_on_a_three_slot_tray(tmp_path):
+    from station.lab.photogen.tray import write_tray_photo
+
+    rig = StationRig(tmp_path, photos=(), slots=3, incubation=0)
+    write_tray_photo(rig.work / "photos" / "tray.jpg", 3, (1, 2, 3))
+    twin = ScannerTwin(tmp_path / "by-id" / "usb-Honeywell_1900_0007-if00")
+    _use_scanner(rig, f"serial:{twin.link}")
+    daemon = rig.daemon().start()
+    try:
+        eventually(lambda: (daemon.status().get("scanner") or {}).get("connected"), 10, "the scanner to connect")
+        _scan(daemon, twin, "SHEET-A")
+        on_two = _pressed(daemon, slot=2)
+        _scan(daemon, twin, "SHEET-B")
+        on_one = _pressed(daemon, slot=1)
+    finally:
+        daemon.terminate()
+        twin.close()
+    assert (on_two["sample"], on_two["tray_slot"]) == ("SHEET-A", 2), on_two
+    assert (on_one["sample"], on_one["tray_slot"]) == ("SHEET-B", 1), on_one
+    got = {r["sample"]["id"]: r["sample"]["slot"] for r in _payloads(rig.home.journal).values()}
+    assert got == {"SHEET-A": 2, "SHEET-B": 1}, got

@@ -1,9 +1,11 @@
 # The printer twin: the very bytes python-escpos would send, appended to a file, with faults on request.
 """Faults are switched in-process (`fault` attribute) or, for a daemon in another process, by a switch
-file beside the output, `<PATH>.fault`, read at the start of each write: `unplugged`, `paper-out`, or
-`fail-after N` (N bytes of the job reach the file, then the cable is pulled)."""
+file beside the output, `<PATH>.fault`, read at the start of each write: `unplugged`, `paper-out`,
+`fail-after N` (N bytes of the job reach the file, then the cable is pulled), or `hold` (the write waits
+until the switch changes: a printer busy with the job when the power is cut)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,9 @@ class FakePrinter:
 
     def _send(self, data: bytes) -> None:
         fault = self._fault()
+        while fault == "hold":
+            time.sleep(0.05)
+            fault = self._fault()
         if fault == "unplugged":
             raise DeviceNotFound(self.name, "not connected (cable unplugged)")
         if fault == "paper-out":
