@@ -11,6 +11,7 @@ import threading
 import tty
 from pathlib import Path
 
+from drivers.pty_twin import write_master
 from drivers.reader import dialects
 
 WRITE_DEADLINE_S = 5.0
@@ -87,19 +88,7 @@ class Twin:
             master = self._master
             if master is None or not data:
                 return
-            view = memoryview(data)
-            while view:
-                _, ready, _ = select.select([], [master], [], WRITE_DEADLINE_S)
-                if not ready:
-                    return  # nobody reads: a real line drops the bytes too
-                try:
-                    n = os.write(master, view[:4096])
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    return
-                self.sent += n
-                view = view[n:]
+            self.sent += write_master(master, data, WRITE_DEADLINE_S)
 
     def noise(self, n: int = 64, nul: bool = False) -> bytes:
         junk = bytes(n) if nul else os.urandom(n)

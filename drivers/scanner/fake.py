@@ -13,6 +13,8 @@ import threading
 import tty
 from pathlib import Path
 
+from drivers.pty_twin import write_master
+
 WRITE_DEADLINE_S = 2.0
 
 
@@ -71,26 +73,18 @@ class ScannerTwin:
     def send(self, data: bytes) -> None:
         with self._lock:
             master = self._master
-            view = memoryview(data)
-            while master is not None and view:
-                _, ready, _ = select.select([], [master], [], WRITE_DEADLINE_S)
-                if not ready:
-                    return  # nobody reads: a real line drops the bytes too
-                try:
-                    n = os.write(master, view[:4096])
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    return
-                self.sent += n
-                view = view[n:]
-            self._drain(master)
+            if master is None:
+                return
+            n = write_master(master, data, WRITE_DEADLINE_S)
+            self.sent += n
+            if n == len(data):
+                self._drain(master)
 
     @staticmethod
-    def _drain(master: int | None) -> None:
+    def _drain(master: int) -> None:
         # The host writes nothing to a scanner; whatever a terminal sent is read away so the pty never fills.
         try:
-            while master is not None and select.select([master], [], [], 0)[0] and os.read(master, 4096):
+            while select.select([master], [], [], 0)[0] and os.read(master, 4096):
                 pass
         except OSError:
             pass
