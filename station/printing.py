@@ -234,16 +234,17 @@ def plan_lookups(root) -> dict[str, Any]:
     worker never touches the loop's Orders, and a plan the town sends later is on the next slip."""
     from station.orders import Orders
 
-    def product(body: dict) -> str | None:
-        return (body.get("sample") or {}).get("product") or Orders(root).product_of(body.get("task"))
+    def product(body: dict, orders: Orders | None = None) -> str | None:
+        return (body.get("sample") or {}).get("product") or (orders or Orders(root)).product_of(body.get("task"))
 
     def producer(pid: str) -> dict:
         return Orders(root).producer(pid) or {}
 
     def required(body: dict) -> set[str]:
         # Without a plan for the product, the certificate covers the analyte tested (certificate.py's default).
-        name = product(body)
+        orders = Orders(root)  # one read of the stored plan for both questions
+        name = product(body, orders)
         analyte = (body.get("strip") or {}).get("analyte")
-        return (Orders(root).required_analytes(name) if name else set()) or ({analyte} if analyte else set())
+        return (orders.required_analytes(name) if name else set()) or ({analyte} if analyte else set())
 
     return {"product": product, "producer": producer, "required": required}
