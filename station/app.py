@@ -270,14 +270,11 @@ class Daemon:
         if self.camera is None:
             return "this station has no camera ([camera] driver = \"none\"): results come from its instruments"
         if self.disk.level != "full":
-            return self._lot_refusal(press.strip_type if press else None, press)
+            # The lot's gate (workflow/daily.py): expired, today's control cards not passed, Westgard 1-3s from
+            # `calib qc add`; read fresh on each press and tick, so `station lot set`/`station qc` need no restart.
+            return self.daily.refusal(press.strip_type if press else None, press)
         return (f"disk {self.disk.used_pct:.1f}% full (limit {self.cfg.storage.refuse_pct}%): "
                 "new samples refused until space is freed; no result has been lost")
-
-    def _lot_refusal(self, strip_type: str | None, press: Press | None = None) -> str | None:
-        """The lot's gate (workflow/daily.py): expired, today's control cards not passed, Westgard 1-3s from
-        `calib qc add`; read fresh on each press and tick, so `station lot set`/`station qc` need no restart."""
-        return self.daily.refusal(strip_type, press)
 
     def _boot_counter(self) -> tuple[int, bool]:
         """This boot's counter and whether it is saved: a full disk must not stop start-up, only sampling."""
