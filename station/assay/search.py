@@ -22,14 +22,33 @@ def _peaks(e: np.ndarray, floor: float, gap: int, most: int) -> list[int]:
 
 
 def _longest_run(ok: np.ndarray, max_gap: int) -> tuple[int, int]:
-    best, start, last = (0, 0), -1, -10**9
-    for i in np.flatnonzero(ok):
-        if i - last > max_gap + 1:
-            start = i
-        last = i
-        if last - start > best[1] - best[0]:
-            best = (int(start), int(last))
-    return best
+    """First and last index of the longest run of True, gaps of up to max_gap False bridged (the first longest)."""
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        return 0, 0
+    cut = np.flatnonzero(np.diff(idx) > max_gap + 1)
+    starts = idx[np.concatenate(([0], cut + 1))]
+    ends = idx[np.concatenate((cut, [idx.size - 1]))]
+    k = int(np.argmax(ends - starts))
+    return (int(starts[k]), int(ends[k])) if ends[k] > starts[k] else (0, 0)
+
+
+def _side_runs(runs: np.ndarray, e: np.ndarray, a: int, b: int) -> list[tuple[int, int]]:
+    """Row runs where both side columns a and b step: at half each column's strongest step, and at a fifth.
+
+    A dark membrane beside a dark rim steps weakly, and the same column may hold a far stronger edge
+    elsewhere (the well's): the weak run is then another feature, and both are candidates. A weak run
+    holding the strong one is the same feature crept past the window's end onto a rim: taken instead
+    only when the strong one is a fragment of it.
+    """
+    def run(f: float) -> tuple[int, int]:
+        return _longest_run((runs[:, a] >= max(1.5, f * e[a])) & (runs[:, b] >= max(1.5, f * e[b])), 2)
+    strong, weak = run(0.5), run(0.2)
+    if weak == strong:
+        return [strong]
+    if weak[0] <= strong[0] and strong[1] <= weak[1]:
+        return [weak if strong[1] - strong[0] < 0.6 * (weak[1] - weak[0]) else strong]
+    return [strong, weak]
 
 
 def _refine(prof: np.ndarray, y: int, reach: int, inward: int) -> float:
@@ -74,12 +93,13 @@ def _evidence(up: Upright) -> tuple | None:
     # An edge is evidence only where it lasts: the weakest step over k rows (bridging a line crossing it
     # and a pixel of residual tilt), so letters and the well's curve, however contrasted, count for little.
     short = cv2.dilate(gx, np.ones((5, 3), np.uint8))
-    e = cv2.erode(short, np.ones((k, 1), np.uint8)).max(axis=0)
+    lasting = cv2.erode(short, np.ones((k, 1), np.uint8))
+    e = lasting.max(axis=0)
     # Where a dark line crosses a membrane lighter than the plastic the side step changes sign and
     # vanishes for a few rows: bridged for the extent, which must not stop at a line.
     bridge = max(5, int(0.02 * L)) | 1
     runs = cv2.dilate(gx, np.ones((bridge, 5), np.uint8))
-    return grey, gx, e, runs, bridge, bx0, by0
+    return grey, gx, e, runs, bridge, bx0, by0, lasting
 
 
 def confirm_window(up: Upright, near: Window) -> Window | None:
@@ -89,7 +109,7 @@ def confirm_window(up: Upright, near: Window) -> Window | None:
     ev = _evidence(up)
     if ev is None:
         return None
-    grey, gx, e, runs, bridge, bx0, by0 = ev
+    grey, gx, e, runs, bridge, bx0, by0, lasting = ev
     w, L = up.width, up.length
     reach_x = max(2, int(0.04 * w))
     sides = []
@@ -131,53 +151,29 @@ def search_window(up: Upright) -> Window | None:
     ev = _evidence(up)
     if ev is None:
         return None
-    grey, gx, e, runs, bridge, bx0, by0 = ev
+    grey, gx, e, runs, bridge, bx0, by0, lasting = ev
     by1, bx1 = by0 + grey.shape[0], bx0 + grey.shape[1]
     if float(e.max()) < 1.5:
         return None
-    cols = _peaks(e, max(1.5, 0.12 * float(e.max())), max(2, int(0.025 * w)), 22)
+    gap = max(2, int(0.025 * w))
+    cols = _peaks(e, max(1.5, 0.12 * float(e.max())), gap, 22)
+    # A column's strongest step may be the well's or the label's: the window's own, weaker side beside it is
+    # looked for again in each end of the body alone.
+    n = lasting.shape[0]
+    for r0, r1 in ((0, int(0.62 * n)), (int(0.38 * n), n)):
+        band = lasting[r0:r1].max(axis=0)
+        cols = sorted(set(cols) | set(_peaks(band, max(1.5, 0.12 * float(band.max())), gap, 12)))
     body_bgr = np.median(patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0
     valid: list[tuple[float, tuple[int, int, int, int]]] = []
     for ia, a in enumerate(cols):
         for b in cols[ia + 1:]:
             if not MIN_W * w <= b - a <= MAX_W * w:
                 continue
-            ok = (runs[:, a] >= 0.5 * e[a]) & (runs[:, b] >= 0.5 * e[b])
-            ya, yb = _longest_run(ok, 2)
-            ya, yb = ya + bridge // 2, yb - bridge // 2     # the bridging dilation lengthened the run
-            if not MIN_H * L <= yb - ya <= MAX_H * L:
-                continue
-            inset = max(2, int(0.15 * (b - a)))
-            inner = grey[ya:yb + 1, a + inset:b - inset]
-            if inner.size == 0 or b - a < 8:
-                continue
-            # Flat across every row: the membrane (lines run across it); a rim, a frame or print is not.
-            lo, hi = np.percentile(inner, (4, 96), axis=1)
-            spread = (hi - lo) / max(float(np.median(inner)), 1.0)
-            # Side edges may run on past the membrane into print beside it; the rows that stay flat are it
-            # (in code values: a dark line row is as flat as any other).
-            level = inner.mean(axis=1)
-            # Lines only darken the membrane: a row clearly brighter than it is plastic beyond its end.
-            r0, r1 = _longest_run((spread < max(0.06, 3 * float(np.median(spread))))
-                                  & (level <= 1.05 * float(np.median(level)) + 2.0), 2)
-            ya, yb = ya + r0, ya + r1
-            if not MIN_H * L <= yb - ya <= MAX_H * L:
-                continue
-            # Across the full width (rim columns included) to tell the membrane from the recess around it.
-            full = grey[ya:yb + 1, a + 3:b - 1]
-            lo, hi = np.percentile(full, (4, 96), axis=1)
-            flat = float(np.median((hi - lo) / np.maximum(full.mean(axis=1), 1.0)))
-            if flat > 0.10 or not (_straight(gx, a, ya, yb) and _straight(gx, b, ya, yb)):
-                continue
-            # Near-neutral against the body: a coloured sample pad is not a membrane.
-            tint = np.median(patch[by0 + ya + 2:by0 + yb - 1, bx0 + a + 3:bx0 + b - 1].reshape(-1, 3), axis=0)
-            rel = (tint + 1.0) / body_bgr
-            if float(rel.max() / rel.min()) > 1.3 or float(inner.mean()) < 0.4 * float(np.median(grey)):
-                continue
-            # Flatness and neutrality weigh most: a sample pad's rim is often the stronger edge.
-            tinted = float(rel.max() / rel.min()) - 1.0
-            score = (yb - ya) * (b - a) * min(float(e[a]), float(e[b])) / (1.0 + flat / 0.01) / (1.0 + tinted / 0.03)
-            valid.append((score, (a, b, ya, yb)))
+            for ya, yb in _side_runs(runs, e, a, b):
+                cand = _candidate(patch, grey, gx, runs, body_bgr, a, b, ya + bridge // 2, yb - bridge // 2,
+                                  w, L, bx0, by0, bridge)
+                if cand is not None:
+                    valid.append(cand)
     if not valid:
         return None
     a, b, ya, yb = _innermost(max(valid)[1], [v for _, v in valid], w, L)
@@ -190,6 +186,71 @@ def search_window(up: Upright) -> Window | None:
     bottom = _refine(rows, yb, reach, -1)
     # Column j's step sits between pixels j and j+1 of the body crop.
     return Window(bx0 + a + 0.5, by0 + top, bx0 + b + 0.5, by0 + bottom, 0.0)
+
+
+def _candidate(patch: np.ndarray, grey: np.ndarray, gx: np.ndarray, runs: np.ndarray, body_bgr: np.ndarray,
+               a: int, b: int, ya: int, yb: int, w: float, L: float, bx0: int, by0: int,
+               bridge: int) -> tuple[float, tuple[int, int, int, int]] | None:
+    """(score, box) of the window between side columns a and b over rows ya..yb (the bridging dilation
+    already taken off), or None when what lies between is no membrane."""
+    if not MIN_H * L <= yb - ya <= MAX_H * L:
+        return None
+    inset = max(2, int(0.15 * (b - a)))
+    inner = grey[ya:yb + 1, a + inset:b - inset]
+    if inner.size == 0 or b - a < 8:
+        return None
+    # Flat across every row: the membrane (lines run across it); a rim, a frame or print is not.
+    # (Levels from every other pixel: a membrane's median needs no more, and this runs for every pair.)
+    spread = _row_spread(inner) / max(float(np.median(inner[::2, ::2])), 1.0)
+    # Side edges may run on past the membrane into print beside it; the rows that stay flat are it
+    # (in code values: a dark line row is as flat as any other).
+    level = inner.mean(axis=1)
+    # Lines only darken the membrane: a row clearly brighter than it is plastic beyond its end.
+    mid = float(np.median(level))
+    flat_rows = (spread < max(0.06, 3 * float(np.median(spread)))) & (level <= 1.05 * mid + 2.0)
+    # A strong line, a hair off horizontal, leaves its rows uneven: a short darker gap is a line, not an end.
+    r0, r1 = _longest_run(_bridge_lines(flat_rows, level < mid, bridge), 2)
+    ya, yb = ya + r0, ya + r1
+    if not MIN_H * L <= yb - ya <= MAX_H * L:
+        return None
+    # Across the full width (rim columns included) to tell the membrane from the recess around it.
+    full = grey[ya:yb + 1:2, a + 3:b - 1]      # every other row: a median over rows needs no more
+    flat = float(np.median(_row_spread(full) / np.maximum(full.mean(axis=1), 1.0)))
+    if flat > 0.10 or not (_straight(gx, a, ya, yb) and _straight(gx, b, ya, yb)):
+        return None
+    # Near-neutral against the body: a coloured sample pad is not a membrane.
+    tint = np.median(patch[by0 + ya + 2:by0 + yb - 1:2, bx0 + a + 3:bx0 + b - 1:2].reshape(-1, 3), axis=0)
+    rel = (tint + 1.0) / body_bgr
+    if float(rel.max() / rel.min()) > 1.3 or float(inner.mean()) < 0.4 * float(np.median(grey)):
+        return None
+    # The sides' own steps over these rows (not the column's strongest, which may be the well's).
+    strength = min(float(np.median(runs[ya:yb + 1, a])), float(np.median(runs[ya:yb + 1, b])))
+    # Flatness and neutrality weigh most: a sample pad's rim is often the stronger edge.
+    tinted = float(rel.max() / rel.min()) - 1.0
+    score = (yb - ya) * (b - a) * strength / (1.0 + flat / 0.01) / (1.0 + tinted / 0.03)
+    return score, (a, b, ya, yb)
+
+
+def _row_spread(x: np.ndarray) -> np.ndarray:
+    """Each row's 4th-to-96th percentile range (nearest ranks: one partition, no interpolation)."""
+    n = x.shape[1]
+    lo, hi = int(round(0.04 * (n - 1))), int(round(0.96 * (n - 1)))
+    part = np.partition(x, (lo, hi), axis=1)
+    return part[:, hi] - part[:, lo]
+
+
+def _bridge_lines(ok: np.ndarray, dark: np.ndarray, most: int) -> np.ndarray:
+    """ok with its gaps of at most `most` rows filled where every row of the gap is dark."""
+    out = ok.copy()
+    bad = np.flatnonzero(~ok)
+    if bad.size == 0:
+        return out
+    starts = np.r_[bad[0], bad[1:][np.diff(bad) > 1]]
+    ends = np.r_[bad[:-1][np.diff(bad) > 1], bad[-1]]
+    for s0, s1 in zip(starts, ends, strict=True):
+        if 0 < s0 and s1 < len(ok) - 1 and s1 - s0 < most and dark[s0:s1 + 1].all():
+            out[s0:s1 + 1] = True
+    return out
 
 
 def _straight(gx: np.ndarray, col: int, ya: int, yb: int) -> bool:
