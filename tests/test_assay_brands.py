@@ -225,3 +225,32 @@ def test_nominal_type_on_a_window_far_from_its_place_is_read_right_or_refused():
         assert s.tc_ratio is None or abs(s.tc_ratio - c["tc_ratio"]) <= 0.2
         if s.verdict == "retake":
             assert s.reason
+
+
+@pytest.mark.parametrize("seed", [64, 72])
+def test_dark_membrane_beside_a_dark_rim_is_learned_and_read_inside_the_rim(seed):
+    """Beside a dark rim a darker membrane's own side step is weak, and the same columns hold the well's far
+    stronger edge: the search took the rim's outer box (a learned window 4 % too wide) or refused the strip.
+    The membrane inside the rim is what is learned and read."""
+    brand = make_brand(seed, rim="dark", tone="darker")
+    ref, _ = _photo(brand, 9, n_cassettes=1, tc=1.0, c_peak=0.5)
+    got = learn(ref, name="b", analyte="a")
+    assert got.strip_type is not None, got.refused
+    assert np.allclose(got.strip_type.window, brand["window"], atol=0.01), (got.strip_type.window, brand["window"])
+    img, truth = _photo(brand, 80 + seed, n_cassettes=3)
+    for st in (DEFAULT, got.strip_type):
+        errs = _errors(read_photo(img, st), truth)
+        assert [v in ("positive", "negative") for v, _ in errs] == [True] * 3, (st.geometry, errs)
+        assert all(e <= 0.08 for _, e in errs), (st.geometry, errs)
+
+
+def test_a_window_shorter_than_wide_is_not_taken_for_the_membrane():
+    """A lamp reflection or a line can leave a short, wide fragment of a window (or a frame's end) looking like
+    one; the lines need room along the strip, so such a box is no window: never a ratio from it."""
+    brand = make_brand(63, rim="none", tone="lighter")
+    brand.update(window=[0.15, 0.20, 0.85, 0.27])
+    img, _ = _photo(brand, 73, n_cassettes=2)
+    strips = read_photo(img, DEFAULT).strips
+    assert len(strips) == 2
+    assert all(s.verdict == "retake" and s.tc_ratio is None and s.reason for s in strips), \
+        [(s.verdict, s.quality) for s in strips]

@@ -106,6 +106,10 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
         again = search_window(turned)
         if again is not None:
             up, angle, found, keep = turned, _turn(angle), again, None
+            if not window_says_well_down(up, found, centre):
+                # Each way round the window seen says the well is at the other end: which end is the
+                # well is not known, and reading it the wrong way round swaps T and C.
+                return Placement(up, angle, found, True, q.GEOMETRY_MISMATCH, keep)
     if st.geometry == "learned" and not _matches_learned(found, up, st):
         return Placement(up, angle, found, True, q.GEOMETRY_MISMATCH, keep)
     return Placement(up, angle, found, True, None, keep)

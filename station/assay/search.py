@@ -8,6 +8,7 @@ from station.assay.window import Upright, Window
 
 MIN_W, MAX_W = 0.15, 0.85     # window width as a fraction of the cassette width
 MIN_H, MAX_H = 0.06, 0.60     # window height as a fraction of the cassette length
+MIN_LONG = 0.8                # window length over its width, in pixels, at least
 
 
 def _peaks(e: np.ndarray, floor: float, gap: int, most: int) -> list[int]:
@@ -211,7 +212,9 @@ def _candidate(patch: np.ndarray, grey: np.ndarray, gx: np.ndarray, runs: np.nda
     # A strong line, a hair off horizontal, leaves its rows uneven: a short darker gap is a line, not an end.
     r0, r1 = _longest_run(_bridge_lines(flat_rows, level < mid, bridge), 2)
     ya, yb = ya + r0, ya + r1
-    if not MIN_H * L <= yb - ya <= MAX_H * L:
+    # The lines need room: a result window runs along the strip, longer than it is wide. A shorter one is
+    # a fragment (a reflection or a line cut it) or a frame's end, not the membrane.
+    if not MIN_H * L <= yb - ya <= MAX_H * L or yb - ya < MIN_LONG * (b - a):
         return None
     # Across the full width (rim columns included) to tell the membrane from the recess around it.
     full = grey[ya:yb + 1:2, a + 3:b - 1]      # every other row: a median over rows needs no more
