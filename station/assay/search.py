@@ -22,14 +22,20 @@ def _peaks(e: np.ndarray, floor: float, gap: int, most: int) -> list[int]:
     return sorted(out)
 
 
+def _run_bounds(mask: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last index of each run of True in mask, gaps of up to max_gap False bridged."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return idx, idx
+    cut = np.flatnonzero(np.diff(idx) > max_gap + 1)
+    return idx[np.concatenate(([0], cut + 1))], idx[np.concatenate((cut, [idx.size - 1]))]
+
+
 def _longest_run(ok: np.ndarray, max_gap: int) -> tuple[int, int]:
     """First and last index of the longest run of True, gaps of up to max_gap False bridged (the first longest)."""
-    idx = np.flatnonzero(ok)
-    if idx.size == 0:
+    starts, ends = _run_bounds(ok, max_gap)
+    if starts.size == 0:
         return 0, 0
-    cut = np.flatnonzero(np.diff(idx) > max_gap + 1)
-    starts = idx[np.concatenate(([0], cut + 1))]
-    ends = idx[np.concatenate((cut, [idx.size - 1]))]
     k = int(np.argmax(ends - starts))
     return (int(starts[k]), int(ends[k])) if ends[k] > starts[k] else (0, 0)
 
@@ -110,7 +116,7 @@ def confirm_window(up: Upright, near: Window) -> Window | None:
     ev = _evidence(up)
     if ev is None:
         return None
-    grey, gx, e, runs, bridge, bx0, by0, lasting = ev
+    grey, gx, e, runs, bridge, bx0, by0, _ = ev
     w, L = up.width, up.length
     reach_x = max(2, int(0.04 * w))
     sides = []
@@ -203,11 +209,11 @@ def _candidate(patch: np.ndarray, grey: np.ndarray, gx: np.ndarray, runs: np.nda
     # Flat across every row: the membrane (lines run across it); a rim, a frame or print is not.
     # (Levels from every other pixel: a membrane's median needs no more, and this runs for every pair.)
     spread = _row_spread(inner) / max(float(np.median(inner[::2, ::2])), 1.0)
-    # Side edges may run on past the membrane into print beside it; the rows that stay flat are it
-    # (in code values: a dark line row is as flat as any other).
     level = inner.mean(axis=1)
-    # Lines only darken the membrane: a row clearly brighter than it is plastic beyond its end.
     mid = float(np.median(level))
+    # Side edges may run on past the membrane into print beside it; the rows that stay flat are it
+    # (in code values: a dark line row is as flat as any other). Lines only darken the membrane: a row
+    # clearly brighter than it is plastic beyond its end.
     flat_rows = (spread < max(0.06, 3 * float(np.median(spread)))) & (level <= 1.05 * mid + 2.0)
     # A strong line, a hair off horizontal, leaves its rows uneven: a short darker gap is a line, not an end.
     r0, r1 = _longest_run(_bridge_lines(flat_rows, level < mid, bridge), 2)
@@ -245,12 +251,7 @@ def _row_spread(x: np.ndarray) -> np.ndarray:
 def _bridge_lines(ok: np.ndarray, dark: np.ndarray, most: int) -> np.ndarray:
     """ok with its gaps of at most `most` rows filled where every row of the gap is dark."""
     out = ok.copy()
-    bad = np.flatnonzero(~ok)
-    if bad.size == 0:
-        return out
-    starts = np.r_[bad[0], bad[1:][np.diff(bad) > 1]]
-    ends = np.r_[bad[:-1][np.diff(bad) > 1], bad[-1]]
-    for s0, s1 in zip(starts, ends, strict=True):
+    for s0, s1 in zip(*_run_bounds(~ok, 0), strict=True):
         if 0 < s0 and s1 < len(ok) - 1 and s1 - s0 < most and dark[s0:s1 + 1].all():
             out[s0:s1 + 1] = True
     return out
