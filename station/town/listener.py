@@ -90,6 +90,7 @@ class TownListener:
         self.client.max_inflight_messages_set(200)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self._worker = threading.Thread(target=self._run, name="town-worker", daemon=True)
 
@@ -101,6 +102,13 @@ class TownListener:
         client.subscribe(self.subscription, qos=1)
         self._connected.set()
         self._resync.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        # Said on the broker's SUBACK, not when the request is sent: whoever waits for this line (a technician,
+        # a test) may publish at once, and a message the broker handles before the subscription is never seen.
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("town: broker %s refused subscription %s: %s", self.broker.url, self.subscription, reason_codes)
+            return
         log.info("town: connected to %s, subscribed %s", self.broker.url, self.subscription)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
