@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import townpg
 from paho.mqtt.enums import CallbackAPIVersion
+from proclines import wait_line
 
 from station.errors import TownOptionError
 from station.protocol import topics
@@ -265,9 +266,7 @@ def test_listen_command_sends_positive_and_silence_alerts(station_kit, local_bro
                               stderr=subprocess.PIPE, text=True)
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     try:
-        deadline = time.monotonic() + 15
-        while "connected" not in (line := listen.stderr.readline()):
-            assert time.monotonic() < deadline and line, "listener did not connect"
+        wait_line(listen, "connected", 15, "listener did not connect")
         pub.connect(local_broker.host, local_broker.port)
         pub.loop_start()
         time.sleep(0.5)

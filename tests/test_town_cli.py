@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+from proclines import wait_line
+
 from station.config import BrokerConfig
 from station.journal import Journal
 from station.protocol.wire import b64url_decode
@@ -48,9 +50,7 @@ def test_listen_subprocess_end_to_end_and_show_json(station_kit, local_broker, t
     events: queue.Queue = queue.Queue()
     pub = None
     try:
-        deadline = time.monotonic() + 10
-        while "connected" not in (line := listen.stderr.readline()):
-            assert time.monotonic() < deadline and line, "listener did not connect"
+        wait_line(listen, "connected", 10, "listener did not connect")
         settings = PublisherSettings.from_config(BrokerConfig(url=local_broker.url, keepalive_s=5), kit.ident,
                                                  kit.tmp / "journal.sqlite", str(kit.tmp / "town-trusted.jwk"))
         pub = Publisher(settings, kit.key, on_event=events.put, clock_synced=lambda: True)
@@ -96,17 +96,13 @@ def test_listen_refuses_and_show_reports(station_kit, local_broker, tmp_path):
                                str(kit.trust_dir), "--db", str(db), "--key", str(tmp_path / "k")],
                               stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while "connected" not in (line := listen.stderr.readline()):
-            assert time.monotonic() < deadline and line
+        wait_line(listen, "connected", 10)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         c.connect(local_broker.host, local_broker.port)
         c.loop_start()
         t = topics.topic(kit.ident.grid, kit.ident.id, "result")
         c.publish(t, b'{"protected":"x"}', qos=1).wait_for_publish(5)
-        deadline = time.monotonic() + 10
-        while "REFUSED" not in (line := listen.stderr.readline()):
-            assert time.monotonic() < deadline and line
+        line = wait_line(listen, "REFUSED", 10)
         assert "[malformed]" in line
         c.disconnect()
         c.loop_stop()
@@ -134,9 +130,7 @@ def test_listener_reports_gap_asks_resend_with_signed_cmd_and_clears_it(station_
                               stderr=subprocess.PIPE, text=True)
     cmds: queue.Queue = queue.Queue()
     try:
-        deadline = time.monotonic() + 10
-        while "connected" not in (line := listen.stderr.readline()):
-            assert time.monotonic() < deadline and line
+        wait_line(listen, "connected", 10)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         c.on_message = lambda _c, _u, m: cmds.put(bytes(m.payload))
         c.connect(local_broker.host, local_broker.port)
@@ -145,17 +139,13 @@ def test_listener_reports_gap_asks_resend_with_signed_cmd_and_clears_it(station_
         t = topics.topic(kit.ident.grid, kit.ident.id, "result")
         for seq in (1, 2, 3, 5):
             c.publish(t, j.get(seq).message, qos=1).wait_for_publish(5)
-        deadline = time.monotonic() + 10
-        while "GAP" not in (line := listen.stderr.readline()):
-            assert time.monotonic() < deadline and line
+        line = wait_line(listen, "GAP", 10)
         assert "missing seq 4" in line
         body = verify_jws(cmds.get(timeout=10), town_pub, typ=CMD_TYP)
         assert (body["cmd"], body["from_seq"], body["to_seq"], body["station"]) == ("resend", 4, 4, kit.ident.path)
         assert body["expires"] > time.time() and len(body["nonce"]) >= 16
         c.publish(t, j.get(4).message, qos=1).wait_for_publish(5)
-        deadline = time.monotonic() + 10
-        while "filled" not in (line := listen.stderr.readline()):
-            assert time.monotonic() < deadline and line
+        line = wait_line(listen, "filled", 10)
         c.disconnect()
         c.loop_stop()
     finally:
