@@ -254,3 +254,36 @@ def test_a_window_shorter_than_wide_is_not_taken_for_the_membrane():
     assert len(strips) == 2
     assert all(s.verdict == "retake" and s.tc_ratio is None and s.reason for s in strips), \
         [(s.verdict, s.quality) for s in strips]
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_a_label_just_above_a_lighter_membrane_is_not_learned_as_window(seed):
+    """Round a membrane lighter than the plastic, the plastic past the window's end is as flat as the membrane
+    and only darker, like a line: the window ran on to the analyte label printed above it (learned 12 % too
+    long, then most strips refused or misread). Darker rows at a window's very end are not membrane."""
+    brand = make_brand(84, rim="thin", tone="lighter")
+    brand.update(aspect=0.29, window=[0.314, 0.157, 0.681, 0.352], well=[0.5, 0.783, 0.252], well_shape="oval",
+                 rim_shade=0.67, rim_width=0.0127, body_bgr=[0.71, 0.76, 0.81], membrane=0.879, label_side="right",
+                 lines=[["T", 0.409], ["C", 0.784]], line_sigma=0.0196)
+    ref, _ = _photo(brand, seed, n_cassettes=1, tc=1.0, c_peak=0.5)
+    got = learn(ref, name="b", analyte="a")
+    assert got.strip_type is not None, got.refused
+    assert np.allclose(got.strip_type.window, brand["window"], atol=0.01), (got.strip_type.window, brand["window"])
+    img, truth = _photo(brand, 90 + seed, n_cassettes=3)
+    for st in (DEFAULT, got.strip_type):
+        errs = _errors(read_photo(img, st), truth)
+        assert all(e is not None and e <= 0.08 for _, e in errs), (st.geometry, errs)
+
+
+@pytest.mark.parametrize("brand_seed, seed, offset", [(86, 0, -0.45), (88, 1, 0.6)])
+def test_a_reflection_that_cuts_the_found_window_short_is_glare(brand_seed, seed, offset):
+    """A lamp reflection over part of the membrane ends the searched window there: the rest, read alone, lost
+    a line (a card read `invalid`, or T/C 0.00 for a true 1.36). The reflection just past the window's end
+    is what the operator must fix: `GLARE`, no ratio."""
+    rng = np.random.default_rng([seed, 41])
+    scene = random_scene(rng, brand=make_brand(brand_seed), resolution=(1640, 1232), n_cassettes=1,
+                         cassette_faults=("glare",), qr=False)
+    scene["light"]["glare"][0].update(offset=offset, strength=2.5, radius_frac=0.5)
+    img, _ = render(scene, rng)
+    strips = read_photo(img, DEFAULT).strips
+    assert [(s.verdict, s.quality, s.tc_ratio) for s in strips] == [("retake", ["GLARE"], None)]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from station.assay import BUILTIN_STRIP_TYPES
+from station.assay.checks import find_peaks
 from station.decide.verdict import read_photo
 from station.lab.photogen import random_scene, render
 
@@ -195,3 +196,14 @@ def test_bright_coloured_objects_are_not_cassettes():
     # The same shapes in neutral white are taken for cassettes: the test above is about colour.
     img[int(0.6 * h):, int(0.8 * w):int(0.85 * w)] = (235, 235, 235)
     assert [s.quality for s in read_photo(img, GENERIC).strips] == [["CUT_OFF"]]
+
+
+def test_a_rise_into_the_window_end_is_not_a_line():
+    """A line is a bump standing clear of the membrane on both sides; a shadow or rim rising into the window's
+    end is not (it made a faint-T, no-C card a `retake` instead of `invalid`)."""
+    n = 112
+    x = (np.arange(n) + 0.5) / n
+    net = 0.02 * np.exp(-0.5 * ((x - 0.3) / 0.02) ** 2) + np.where(x > 0.85, 0.012 * (x - 0.85) / 0.12, 0.0)
+    net += np.random.default_rng(1).normal(0, 0.0004, n)
+    peaks = find_peaks(net, 0.0015, GENERIC)
+    assert [round(p, 1) for p, _ in peaks] == [0.3]

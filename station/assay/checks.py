@@ -27,12 +27,20 @@ def find_peaks(net: np.ndarray, noise: float, st: StripType) -> list[tuple[float
     """(position, height) of the local maxima standing PEAK_SNR above the noise, strongest first."""
     n = len(net)
     sep = max(2, int(3 * st.line_sigma * n))
+    bump = np.zeros(n, bool)
+    bump[1:-1] = (net[1:-1] >= net[:-2]) & (net[1:-1] >= net[2:])
     out: list[tuple[float, float]] = []
     for i in np.argsort(net)[::-1]:
         if net[i] < PEAK_SNR * noise:
             break
         pos = (i + 0.5) / n
-        if not 0.04 <= pos <= 0.96 or any(abs(int(i) - int(p * n)) < sep for p, _ in out):
+        if not bump[i] or not 0.04 <= pos <= 0.96 or any(abs(int(i) - int(p * n)) < sep for p, _ in out):
+            continue
+        # A line stands clear of the profile on both sides within a few of its widths; a broad rise (a
+        # shadow or the rim at the window's end, a baseline misfit) does not.
+        left, right = net[max(0, i - sep):i], net[i + 1:i + sep + 1]
+        floor = max(float(left.min()) if left.size else net[i], float(right.min()) if right.size else net[i])
+        if net[i] - floor < PEAK_SNR * noise:
             continue
         out.append((pos, float(net[i])))
     return out

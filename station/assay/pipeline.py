@@ -71,6 +71,8 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
     strip.window_poly = _to_image(up.matrix, np.array(
         [[win.x0, win.y0], [win.x1, win.y0], [win.x1, win.y1], [win.x0, win.y1]], np.float64))
     strip.quality += q.exposure_codes(membrane_crop(up.patch, win, inset_x=0.06, inset_y=0.02), up)
+    if placed.searched and not strip.quality and q.glare_beyond_ends(up, win):
+        strip.quality.append(q.GLARE)
     if placed.guided is not None and not strip.quality:
         strip.quality += q.exposure_codes(membrane_crop(up.patch, placed.guided, inset_x=0.06, inset_y=0.02), up)
     crop = membrane_crop(up.patch, win)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from station.assay.profile import SRGB_TO_LINEAR
-from station.assay.window import Upright
+from station.assay.window import Upright, Window
 
 GLARE = "GLARE"
 OVEREXPOSED = "OVEREXPOSED"
@@ -73,6 +73,28 @@ def exposure_codes(window_bgr: np.ndarray, up: Upright) -> list[str]:
     if float(np.mean(bright)) > GLARE_FRACTION or clipped > 0.002:
         return [GLARE]
     return []
+
+
+def glare_beyond_ends(up: Upright, win: Window) -> bool:
+    """A lamp reflection just past either end of a window the search found: it may have cut the window short.
+
+    Past its ends lies membrane or plastic, either of which may be the lighter surface: only pixels well
+    above both (or nearly clipped) are a reflection.
+    """
+    m, L = up.margin, up.length
+    h, wd = win.y1 - win.y0, win.x1 - win.x0
+    xa, xb = int(win.x0 + 0.06 * wd), int(win.x1 - 0.06 * wd)
+    w = up.width
+    body = SRGB_TO_LINEAR[up.patch[int(m + 0.03 * L):int(m + 0.97 * L):3, int(m + 0.05 * w):int(m + 0.95 * w):3, 1]]
+    window = SRGB_TO_LINEAR[up.patch[int(win.y0):int(win.y1), xa:xb, 1]]
+    if body.size == 0 or window.size == 0:
+        return False
+    limit = min(0.98, GLARE_RISE * max(float(np.percentile(window, 75)), float(np.median(body))))
+    top, bottom = max(int(m), int(win.y0 - 0.5 * h)), min(int(m + L), int(win.y1 + 0.5 * h))
+    for zone in (up.patch[top:int(win.y0), xa:xb, 1], up.patch[int(win.y1) + 1:bottom, xa:xb, 1]):
+        if zone.size and float(np.mean(cv2.blur(SRGB_TO_LINEAR[zone], (3, 3)) > limit)) > GLARE_FRACTION:
+            return True
+    return False
 
 
 def edge_blur_px(up: Upright) -> float | None:

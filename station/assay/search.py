@@ -217,6 +217,7 @@ def _candidate(patch: np.ndarray, grey: np.ndarray, gx: np.ndarray, runs: np.nda
     flat_rows = (spread < max(0.06, 3 * float(np.median(spread)))) & (level <= 1.05 * mid + 2.0)
     # A strong line, a hair off horizontal, leaves its rows uneven: a short darker gap is a line, not an end.
     r0, r1 = _longest_run(_bridge_lines(flat_rows, level < mid, bridge), 2)
+    r0, r1 = _trim_dark_ends(level, r0, r1)
     ya, yb = ya + r0, ya + r1
     # The lines need room: a result window runs along the strip, longer than it is wide. A shorter one is
     # a fragment (a reflection or a line cut it) or a frame's end, not the membrane.
@@ -255,6 +256,27 @@ def _bridge_lines(ok: np.ndarray, dark: np.ndarray, most: int) -> np.ndarray:
         if 0 < s0 and s1 < len(ok) - 1 and s1 - s0 < most and dark[s0:s1 + 1].all():
             out[s0:s1 + 1] = True
     return out
+
+
+def _trim_dark_ends(level: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
+    """Rows r0..r1 without the rows at either end darker than the membrane next to them.
+
+    No line lies at a window's very end, so darker rows there are its rim or, round a membrane lighter
+    than the plastic, plastic beyond its end (as flat as the membrane). Judged against the membrane near
+    that end (lighting falls off along a cassette); more than a fifth is no such fringe.
+    """
+    most = (r1 - r0) // 5
+    if most < 2:
+        return r0, r1
+    ends = []
+    for sign, start in ((1, r0), (-1, r1)):
+        near = level[start + sign * most:start + sign * 2 * most:sign]
+        ref = float(np.percentile(near, 75))      # lines only darken: the upper rows are membrane
+        k = start
+        while abs(k - start) <= most and level[k] < ref - max(2.0, 0.015 * ref):
+            k += sign
+        ends.append(k if abs(k - start) <= most else start)
+    return ends[0], ends[1]
 
 
 def _straight(gx: np.ndarray, col: int, ya: int, yb: int) -> bool:
