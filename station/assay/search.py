@@ -1,6 +1,8 @@
 # Search the whole cassette body for its membrane window by the window's own evidence, whatever its tone or rim.
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -170,15 +172,16 @@ def search_window(up: Upright) -> Window | None:
     for r0, r1 in ((0, int(0.62 * n)), (int(0.38 * n), n)):
         band = lasting[r0:r1].max(axis=0)
         cols = sorted(set(cols) | set(_peaks(band, max(1.5, 0.12 * float(band.max())), gap, 12)))
-    body_bgr = np.median(patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0
+    body = _Body(patch, grey, gx, runs, bridge, bx0, by0, L,
+                 np.median(patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0,
+                 float(np.median(grey)))
     valid: list[tuple[float, tuple[int, int, int, int]]] = []
     for ia, a in enumerate(cols):
         for b in cols[ia + 1:]:
             if not MIN_W * w <= b - a <= MAX_W * w:
                 continue
             for ya, yb in _side_runs(runs, e, a, b):
-                cand = _candidate(patch, grey, gx, runs, body_bgr, a, b, ya + bridge // 2, yb - bridge // 2,
-                                  w, L, bx0, by0, bridge)
+                cand = _candidate(body, a, b, ya + bridge // 2, yb - bridge // 2)
                 if cand is not None:
                     valid.append(cand)
     if not valid:
@@ -195,11 +198,25 @@ def search_window(up: Upright) -> Window | None:
     return Window(bx0 + a + 0.5, by0 + top, bx0 + b + 0.5, by0 + bottom, 0.0)
 
 
-def _candidate(patch: np.ndarray, grey: np.ndarray, gx: np.ndarray, runs: np.ndarray, body_bgr: np.ndarray,
-               a: int, b: int, ya: int, yb: int, w: float, L: float, bx0: int, by0: int,
-               bridge: int) -> tuple[float, tuple[int, int, int, int]] | None:
+@dataclass(frozen=True)
+class _Body:
+    """The search's evidence on one cassette body, shared by every candidate window."""
+    patch: np.ndarray        # the upright BGR patch
+    grey: np.ndarray         # grey body crop, from (bx0, by0) of the patch
+    gx: np.ndarray           # its column steps
+    runs: np.ndarray         # the column steps bridged over `bridge` rows
+    bridge: int
+    bx0: int
+    by0: int
+    L: float                 # cassette length, px
+    bgr: np.ndarray          # the body's median colour (+1)
+    level: float             # the body's median grey
+
+
+def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tuple[int, int, int, int]] | None:
     """(score, box) of the window between side columns a and b over rows ya..yb (the bridging dilation
     already taken off), or None when what lies between is no membrane."""
+    grey, gx, runs, L = body.grey, body.gx, body.runs, body.L
     if not MIN_H * L <= yb - ya <= MAX_H * L:
         return None
     inset = max(2, int(0.15 * (b - a)))
@@ -207,8 +224,9 @@ def _candidate(patch: np.ndarray, grey: np.ndarray, gx: np.ndarray, runs: np.nda
     if inner.size == 0 or b - a < 8:
         return None
     # Flat across every row: the membrane (lines run across it); a rim, a frame or print is not.
-    # (Levels from every other pixel: a membrane's median needs no more, and this runs for every pair.)
-    spread = _row_spread(inner) / max(float(np.median(inner[::2, ::2])), 1.0)
+    # (Ranges and levels from every other pixel: a row's range and a membrane's median need no more, and
+    # this runs for every pair.)
+    spread = _row_spread(inner[:, ::2]) / max(float(np.median(inner[::2, ::2])), 1.0)
     level = inner.mean(axis=1)
     mid = float(np.median(level))
     # Side edges may run on past the membrane into print beside it; the rows that stay flat are it
@@ -216,7 +234,7 @@ def _candidate(patch: np.ndarray, grey: np.ndarray, gx: np.ndarray, runs: np.nda
     # clearly brighter than it is plastic beyond its end.
     flat_rows = (spread < max(0.06, 3 * float(np.median(spread)))) & (level <= 1.05 * mid + 2.0)
     # A strong line, a hair off horizontal, leaves its rows uneven: a short darker gap is a line, not an end.
-    r0, r1 = _longest_run(_bridge_lines(flat_rows, level < mid, bridge), 2)
+    r0, r1 = _longest_run(_bridge_lines(flat_rows, level < mid, body.bridge), 2)
     r0, r1 = _trim_dark_ends(level, r0, r1)
     ya, yb = ya + r0, ya + r1
     # The lines need room: a result window runs along the strip, longer than it is wide. A shorter one is
@@ -229,9 +247,10 @@ def _candidate(patch: np.ndarray, grey: np.ndarray, gx: np.ndarray, runs: np.nda
     if flat > 0.10 or not (_straight(gx, a, ya, yb) and _straight(gx, b, ya, yb)):
         return None
     # Near-neutral against the body: a coloured sample pad is not a membrane.
-    tint = np.median(patch[by0 + ya + 2:by0 + yb - 1:2, bx0 + a + 3:bx0 + b - 1:2].reshape(-1, 3), axis=0)
-    rel = (tint + 1.0) / body_bgr
-    if float(rel.max() / rel.min()) > 1.3 or float(inner.mean()) < 0.4 * float(np.median(grey)):
+    by0, bx0 = body.by0, body.bx0
+    tint = np.median(body.patch[by0 + ya + 2:by0 + yb - 1:2, bx0 + a + 3:bx0 + b - 1:2].reshape(-1, 3), axis=0)
+    rel = (tint + 1.0) / body.bgr
+    if float(rel.max() / rel.min()) > 1.3 or float(inner.mean()) < 0.4 * body.level:
         return None
     # The sides' own steps over these rows (not the column's strongest, which may be the well's).
     strength = min(float(np.median(runs[ya:yb + 1, a])), float(np.median(runs[ya:yb + 1, b])))
@@ -271,7 +290,9 @@ def _trim_dark_ends(level: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
     ends = []
     for sign, start in ((1, r0), (-1, r1)):
         near = level[start + sign * most:start + sign * 2 * most:sign]
-        ref = float(np.percentile(near, 75))      # lines only darken: the upper rows are membrane
+        # Lines only darken: the upper quartile is membrane (nearest rank: this runs for every candidate).
+        k = (3 * (len(near) - 1)) // 4
+        ref = float(np.partition(near, k)[k])
         k = start
         while abs(k - start) <= most and level[k] < ref - max(2.0, 0.015 * ref):
             k += sign
