@@ -24,7 +24,8 @@ def net_profile(prof: np.ndarray, st: StripType) -> tuple[np.ndarray, float]:
 
 
 def find_peaks(net: np.ndarray, noise: float, st: StripType) -> list[tuple[float, float]]:
-    """(position, height) of the local maxima standing PEAK_SNR above the noise, strongest first."""
+    """(position, height) of the local maxima standing PEAK_SNR noise above zero and clear of their sides,
+    strongest first."""
     n = len(net)
     sep = max(2, int(3 * st.line_sigma * n))
     bump = np.zeros(n, bool)

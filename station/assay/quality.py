@@ -81,10 +81,9 @@ def glare_beyond_ends(up: Upright, win: Window) -> bool:
     Past its ends lies membrane or plastic, either of which may be the lighter surface: only pixels well
     above both (or nearly clipped) are a reflection.
     """
-    m, L = up.margin, up.length
+    m, w, L = up.margin, up.width, up.length
     h, wd = win.y1 - win.y0, win.x1 - win.x0
     xa, xb = int(win.x0 + 0.06 * wd), int(win.x1 - 0.06 * wd)
-    w = up.width
     body = SRGB_TO_LINEAR[up.patch[int(m + 0.03 * L):int(m + 0.97 * L):3, int(m + 0.05 * w):int(m + 0.95 * w):3, 1]]
     window = SRGB_TO_LINEAR[up.patch[int(win.y0):int(win.y1), xa:xb, 1]]
     if body.size == 0 or window.size == 0:

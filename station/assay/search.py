@@ -291,8 +291,8 @@ def _trim_dark_ends(level: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
     for sign, start in ((1, r0), (-1, r1)):
         near = level[start + sign * most:start + sign * 2 * most:sign]
         # Lines only darken: the upper quartile is membrane (nearest rank: this runs for every candidate).
-        k = (3 * (len(near) - 1)) // 4
-        ref = float(np.partition(near, k)[k])
+        q = (3 * (len(near) - 1)) // 4
+        ref = float(np.partition(near, q)[q])
         k = start
         while abs(k - start) <= most and level[k] < ref - max(2.0, 0.015 * ref):
             k += sign
