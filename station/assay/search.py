@@ -42,17 +42,16 @@ def _longest_run(ok: np.ndarray, max_gap: int) -> tuple[int, int]:
     return (int(starts[k]), int(ends[k])) if ends[k] > starts[k] else (0, 0)
 
 
-def _side_runs(runs: np.ndarray, e: np.ndarray, a: int, b: int) -> list[tuple[int, int]]:
-    """Row runs where both side columns a and b step: at half each column's strongest step, and at a fifth.
+def _side_runs(strong_rows: np.ndarray, weak_rows: np.ndarray) -> list[tuple[int, int]]:
+    """Row runs where both side columns step: at half each column's strongest step (strong_rows), and at a
+    fifth (weak_rows).
 
     A dark membrane beside a dark rim steps weakly, and the same column may hold a far stronger edge
     elsewhere (the well's): the weak run is then another feature, and both are candidates. A weak run
     holding the strong one is the same feature crept past the window's end onto a rim: taken instead
     only when the strong one is a fragment of it.
     """
-    def run(f: float) -> tuple[int, int]:
-        return _longest_run((runs[:, a] >= max(1.5, f * e[a])) & (runs[:, b] >= max(1.5, f * e[b])), 2)
-    strong, weak = run(0.5), run(0.2)
+    strong, weak = _longest_run(strong_rows, 2), _longest_run(weak_rows, 2)
     if weak == strong:
         return [strong]
     if weak[0] <= strong[0] and strong[1] <= weak[1]:
@@ -175,12 +174,14 @@ def search_window(up: Upright) -> Window | None:
     body = _Body(patch, grey, gx, runs, bridge, bx0, by0, L,
                  np.median(patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0,
                  float(np.median(grey)))
+    # Each column's stepping rows at both thresholds, once per column rather than once per pair.
+    steps = {c: (runs[:, c] >= max(1.5, 0.5 * e[c]), runs[:, c] >= max(1.5, 0.2 * e[c])) for c in cols}
     valid: list[tuple[float, tuple[int, int, int, int]]] = []
     for ia, a in enumerate(cols):
         for b in cols[ia + 1:]:
             if not MIN_W * w <= b - a <= MAX_W * w:
                 continue
-            for ya, yb in _side_runs(runs, e, a, b):
+            for ya, yb in _side_runs(steps[a][0] & steps[b][0], steps[a][1] & steps[b][1]):
                 cand = _candidate(body, a, b, ya + bridge // 2, yb - bridge // 2)
                 if cand is not None:
                     valid.append(cand)
