@@ -37,6 +37,20 @@ def _errors(score, truth):
     return out
 
 
+def _learned_and_read(brand, ref_seed, photo_seed):
+    """The brand's window learned within 0.01 from one reference photograph, and 3 of 3 cassettes of another
+    photograph read within 0.08, unconfigured and learned."""
+    ref, _ = _photo(brand, ref_seed, n_cassettes=1, tc=1.0, c_peak=0.5)
+    got = learn(ref, name="b", analyte="a")
+    assert got.strip_type is not None, got.refused
+    assert np.allclose(got.strip_type.window, brand["window"], atol=0.01), (got.strip_type.window, brand["window"])
+    img, truth = _photo(brand, photo_seed, n_cassettes=3)
+    for st in (DEFAULT, got.strip_type):
+        errs = _errors(read_photo(img, st), truth)
+        assert [v in ("positive", "negative") for v, _ in errs] == [True] * 3, (st.geometry, errs)
+        assert all(e <= 0.08 for _, e in errs), (st.geometry, errs)
+
+
 @pytest.fixture(scope="module")
 def learned():
     brand = make_brand(LEARN_BRAND)
@@ -232,16 +246,7 @@ def test_dark_membrane_beside_a_dark_rim_is_learned_and_read_inside_the_rim(seed
     """Beside a dark rim a darker membrane's own side step is weak, and the same columns hold the well's far
     stronger edge: the search took the rim's outer box (a learned window 4 % too wide) or refused the strip.
     The membrane inside the rim is what is learned and read."""
-    brand = make_brand(seed, rim="dark", tone="darker")
-    ref, _ = _photo(brand, 9, n_cassettes=1, tc=1.0, c_peak=0.5)
-    got = learn(ref, name="b", analyte="a")
-    assert got.strip_type is not None, got.refused
-    assert np.allclose(got.strip_type.window, brand["window"], atol=0.01), (got.strip_type.window, brand["window"])
-    img, truth = _photo(brand, 80 + seed, n_cassettes=3)
-    for st in (DEFAULT, got.strip_type):
-        errs = _errors(read_photo(img, st), truth)
-        assert [v in ("positive", "negative") for v, _ in errs] == [True] * 3, (st.geometry, errs)
-        assert all(e <= 0.08 for _, e in errs), (st.geometry, errs)
+    _learned_and_read(make_brand(seed, rim="dark", tone="darker"), 9, 80 + seed)
 
 
 def test_a_window_shorter_than_wide_is_not_taken_for_the_membrane():
@@ -265,14 +270,7 @@ def test_a_label_just_above_a_lighter_membrane_is_not_learned_as_window(seed):
     brand.update(aspect=0.29, window=[0.314, 0.157, 0.681, 0.352], well=[0.5, 0.783, 0.252], well_shape="oval",
                  rim_shade=0.67, rim_width=0.0127, body_bgr=[0.71, 0.76, 0.81], membrane=0.879, label_side="right",
                  lines=[["T", 0.409], ["C", 0.784]], line_sigma=0.0196)
-    ref, _ = _photo(brand, seed, n_cassettes=1, tc=1.0, c_peak=0.5)
-    got = learn(ref, name="b", analyte="a")
-    assert got.strip_type is not None, got.refused
-    assert np.allclose(got.strip_type.window, brand["window"], atol=0.01), (got.strip_type.window, brand["window"])
-    img, truth = _photo(brand, 90 + seed, n_cassettes=3)
-    for st in (DEFAULT, got.strip_type):
-        errs = _errors(read_photo(img, st), truth)
-        assert all(e is not None and e <= 0.08 for _, e in errs), (st.geometry, errs)
+    _learned_and_read(brand, seed, 90 + seed)
 
 
 @pytest.mark.parametrize("brand_seed, seed, offset", [(86, 0, -0.45), (88, 1, 0.6)])

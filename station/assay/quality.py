@@ -54,6 +54,11 @@ def body_overexposed(up: Upright) -> bool:
     return body.size > 0 and float(np.count_nonzero(body >= SATURATED)) / body.size >= OVER_FRACTION
 
 
+def _reflects(lin: np.ndarray, limit: float) -> bool:
+    """More than GLARE_FRACTION of this linear-light area above limit (3x3 means: a lone hot pixel is noise)."""
+    return float(np.mean(cv2.blur(lin, (3, 3)) > limit)) > GLARE_FRACTION
+
+
 def exposure_codes(window_bgr: np.ndarray, up: Upright) -> list[str]:
     """Exposure and glare over the whole visible membrane."""
     if window_bgr.size == 0:
@@ -69,8 +74,7 @@ def exposure_codes(window_bgr: np.ndarray, up: Upright) -> list[str]:
     # Lines only darken the membrane, so its upper quartile is clean background; a patch well above
     # that is a reflection of the lamp.
     ref = float(np.percentile(lin, 75))
-    bright = cv2.blur(lin, (3, 3)) > GLARE_RISE * ref
-    if float(np.mean(bright)) > GLARE_FRACTION or clipped > 0.002:
+    if _reflects(lin, GLARE_RISE * ref) or clipped > 0.002:
         return [GLARE]
     return []
 
@@ -91,7 +95,7 @@ def glare_beyond_ends(up: Upright, win: Window) -> bool:
     limit = min(0.98, GLARE_RISE * max(float(np.percentile(window, 75)), float(np.median(body))))
     top, bottom = max(int(m), int(win.y0 - 0.5 * h)), min(int(m + L), int(win.y1 + 0.5 * h))
     for zone in (up.patch[top:int(win.y0), xa:xb, 1], up.patch[int(win.y1) + 1:bottom, xa:xb, 1]):
-        if zone.size and float(np.mean(cv2.blur(SRGB_TO_LINEAR[zone], (3, 3)) > limit)) > GLARE_FRACTION:
+        if zone.size and _reflects(SRGB_TO_LINEAR[zone], limit):
             return True
     return False
 
