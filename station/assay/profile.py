@@ -6,6 +6,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from station.assay.fast import median
 from station.assay.window import Window
 
 
@@ -86,15 +87,18 @@ def robust_baseline(y: np.ndarray, exclude: np.ndarray, degree: int = 3, iterati
     (an asymmetric fit); `exclude` marks samples known to sit on a line.
     """
     n = len(y)
-    x = np.linspace(-1.0, 1.0, n)
+    # Powers of x in [-1, 1] are well scaled: least squares on them needs none of np.polyfit's rescaling.
+    basis = np.vander(np.linspace(-1.0, 1.0, n), degree + 1)
     keep = ~exclude
-    fit = np.full(n, float(np.median(y)))
+    fit = np.full(n, median(y))
     for _ in range(iterations):
         if keep.sum() < degree + 3:
             break
-        coef = np.polyfit(x[keep], y[keep], degree)
-        fit = np.polyval(coef, x)
+        fit = basis @ np.linalg.lstsq(basis[keep], y[keep], rcond=None)[0]
         r = y - fit
-        s = 1.4826 * float(np.median(np.abs(r[keep] - np.median(r[keep])))) + 1e-6
-        keep = ~exclude & (r < 2.5 * s)
+        s = 1.4826 * median(np.abs(r[keep] - median(r[keep]))) + 1e-6
+        kept = ~exclude & (r < 2.5 * s)
+        if np.array_equal(kept, keep):
+            break           # the next pass would fit the same points again
+        keep = kept
     return fit

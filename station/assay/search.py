@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from station.assay.fast import median
 from station.assay.window import Upright, Window
 
 MIN_W, MAX_W = 0.15, 0.85     # window width as a fraction of the cassette width
@@ -42,16 +43,32 @@ def _longest_run(ok: np.ndarray, max_gap: int) -> tuple[int, int]:
     return (int(starts[k]), int(ends[k])) if ends[k] > starts[k] else (0, 0)
 
 
-def _side_runs(strong_rows: np.ndarray, weak_rows: np.ndarray) -> list[tuple[int, int]]:
-    """Row runs where both side columns step: at half each column's strongest step (strong_rows), and at a
-    fifth (weak_rows).
+def _longest_runs(masks: np.ndarray, max_gap: int) -> np.ndarray:
+    """_longest_run of every row of masks, all at once (this runs for every pair of side columns)."""
+    p, n = masks.shape
+    # Rows laid end to end, apart by more than max_gap False so no run is bridged across two of them.
+    flat = np.zeros((p, n + max_gap + 1), bool)
+    flat[:, :n] = masks
+    starts, ends = _run_bounds(flat.ravel(), max_gap)
+    out = np.zeros((p, 2), np.int64)
+    if starts.size:
+        row, start, end = starts // flat.shape[1], starts % flat.shape[1], ends % flat.shape[1]
+        order = np.lexsort((start, start - end, row))
+        first = order[np.r_[True, row[order][1:] != row[order][:-1]]]
+        first = first[end[first] > start[first]]
+        out[row[first], 0], out[row[first], 1] = start[first], end[first]
+    return out
+
+
+def _side_runs(strong: tuple[int, int], weak: tuple[int, int]) -> list[tuple[int, int]]:
+    """Row runs where both side columns step: at half each column's strongest step (strong), and at a
+    fifth (weak).
 
     A dark membrane beside a dark rim steps weakly, and the same column may hold a far stronger edge
     elsewhere (the well's): the weak run is then another feature, and both are candidates. A weak run
     holding the strong one is the same feature crept past the window's end onto a rim: taken instead
     only when the strong one is a fragment of it.
     """
-    strong, weak = _longest_run(strong_rows, 2), _longest_run(weak_rows, 2)
     if weak == strong:
         return [strong]
     if weak[0] <= strong[0] and strong[1] <= weak[1]:
@@ -174,15 +191,19 @@ def search_window(up: Upright) -> Window | None:
     body = _Body(patch, grey, gx, runs, bridge, bx0, by0, L,
                  np.median(patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0,
                  float(np.median(grey)))
-    # Each column's stepping rows at both thresholds, once per column rather than once per pair.
-    steps = {c: (runs[:, c] >= max(1.5, 0.5 * e[c]), runs[:, c] >= max(1.5, 0.2 * e[c])) for c in cols}
+    # Each column's stepping rows at both thresholds; every pair's runs at once.
+    strong = np.stack([runs[:, c] >= max(1.5, 0.5 * e[c]) for c in cols], axis=1)
+    weak = np.stack([runs[:, c] >= max(1.5, 0.2 * e[c]) for c in cols], axis=1)
+    pairs = [(ia, ib) for ia in range(len(cols)) for ib in range(ia + 1, len(cols))
+             if MIN_W * w <= cols[ib] - cols[ia] <= MAX_W * w]
     valid: list[tuple[float, tuple[int, int, int, int]]] = []
-    for ia, a in enumerate(cols):
-        for b in cols[ia + 1:]:
-            if not MIN_W * w <= b - a <= MAX_W * w:
-                continue
-            for ya, yb in _side_runs(steps[a][0] & steps[b][0], steps[a][1] & steps[b][1]):
-                cand = _candidate(body, a, b, ya + bridge // 2, yb - bridge // 2)
+    if pairs:
+        ia, ib = np.array(pairs).T
+        s_runs = _longest_runs((strong[:, ia] & strong[:, ib]).T, 2)
+        w_runs = _longest_runs((weak[:, ia] & weak[:, ib]).T, 2)
+        for k, (i, j) in enumerate(pairs):
+            for ya, yb in _side_runs(tuple(s_runs[k]), tuple(w_runs[k])):
+                cand = _candidate(body, cols[i], cols[j], int(ya) + bridge // 2, int(yb) - bridge // 2)
                 if cand is not None:
                     valid.append(cand)
     if not valid:
@@ -227,13 +248,13 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
     # Flat across every row: the membrane (lines run across it); a rim, a frame or print is not.
     # (Ranges and levels from every other pixel: a row's range and a membrane's median need no more, and
     # this runs for every pair.)
-    spread = _row_spread(inner[:, ::2]) / max(float(np.median(inner[::2, ::2])), 1.0)
+    spread = _row_spread(inner[:, ::2]) / max(median(inner[::2, ::2]), 1.0)
     level = inner.mean(axis=1)
-    mid = float(np.median(level))
+    mid = median(level)
     # Side edges may run on past the membrane into print beside it; the rows that stay flat are it
     # (in code values: a dark line row is as flat as any other). Lines only darken the membrane: a row
     # clearly brighter than it is plastic beyond its end.
-    flat_rows = (spread < max(0.06, 3 * float(np.median(spread)))) & (level <= 1.05 * mid + 2.0)
+    flat_rows = (spread < max(0.06, 3 * median(spread))) & (level <= 1.05 * mid + 2.0)
     # A strong line, a hair off horizontal, leaves its rows uneven: a short darker gap is a line, not an end.
     r0, r1 = _longest_run(_bridge_lines(flat_rows, level < mid, body.bridge), 2)
     r0, r1 = _trim_dark_ends(level, r0, r1)
@@ -244,7 +265,7 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
         return None
     # Across the full width (rim columns included) to tell the membrane from the recess around it.
     full = grey[ya:yb + 1:2, a + 3:b - 1]      # every other row: a median over rows needs no more
-    flat = float(np.median(_row_spread(full) / np.maximum(full.mean(axis=1), 1.0)))
+    flat = median(_row_spread(full) / np.maximum(full.mean(axis=1), 1.0))
     if flat > 0.10 or not (_straight(gx, a, ya, yb) and _straight(gx, b, ya, yb)):
         return None
     # Near-neutral against the body: a coloured sample pad is not a membrane.
@@ -254,7 +275,7 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
     if float(rel.max() / rel.min()) > 1.3 or float(inner.mean()) < 0.4 * body.level:
         return None
     # The sides' own steps over these rows (not the column's strongest, which may be the well's).
-    strength = min(float(np.median(runs[ya:yb + 1, a])), float(np.median(runs[ya:yb + 1, b])))
+    strength = min(median(runs[ya:yb + 1, a]), median(runs[ya:yb + 1, b]))
     # Flatness and neutrality weigh most: a sample pad's rim is often the stronger edge.
     tinted = float(rel.max() / rel.min()) - 1.0
     score = (yb - ya) * (b - a) * strength / (1.0 + flat / 0.01) / (1.0 + tinted / 0.03)
@@ -304,9 +325,13 @@ def _trim_dark_ends(level: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
 def _straight(gx: np.ndarray, col: int, ya: int, yb: int) -> bool:
     """A moulded window's side is a straight edge: its column stays put along the rows (a round pad's does not)."""
     lo, hi = max(0, col - 3), min(gx.shape[1], col + 4)
-    where = lo + np.argmax(gx[ya:yb + 1, lo:hi], axis=1)
-    q1, q3 = np.percentile(where, (25, 75))
-    return float(q3 - q1) <= 1.5
+    where = np.sort(np.argmax(gx[ya:yb + 1, lo:hi], axis=1))
+    if where.size < 2:
+        return True
+    # np.percentile's linear quartiles, without its overhead (this runs for every candidate).
+    q1, q3 = (float(where[int(i)] + (i - int(i)) * (where[int(i) + 1] - where[int(i)]))
+              for i in (0.25 * (where.size - 1), 0.75 * (where.size - 1)))
+    return q3 - q1 <= 1.5
 
 
 def _innermost(box: tuple[int, int, int, int], valid: list[tuple[int, int, int, int]], w: float,

@@ -1,0 +1,30 @@
+# The search's all-pairs run finder and the fast median give exactly what their plain forms give.
+import numpy as np
+import pytest
+
+from station.assay.fast import median
+from station.assay.search import _longest_run, _longest_runs
+
+
+def test_every_rows_longest_run_at_once_is_each_rows_own():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        masks = rng.random((6, int(rng.integers(1, 80)))) < rng.random()
+        # Runs touching a row's end, and rows of a single True, are the cases a border can get wrong.
+        masks[0, :3], masks[1, -3:], masks[2] = True, True, False
+        masks[2, int(rng.integers(0, masks.shape[1]))] = True
+        got = _longest_runs(masks, 2)
+        assert [tuple(g) for g in got] == [_longest_run(m, 2) for m in masks]
+
+
+def test_longest_run_bridges_two_missing_rows_not_three():
+    row = np.array([0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0], bool)
+    assert tuple(_longest_runs(row[None, :9], 2)[0]) == (1, 6) == _longest_run(row[:9], 2)
+    assert tuple(_longest_runs(row[None], 2)[0]) == (10, 16) == _longest_run(row, 2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 301])
+def test_fast_median_is_numpys(n):
+    x = np.random.default_rng(n).normal(size=(n, 3)).astype(np.float32)
+    assert median(x) == pytest.approx(float(np.median(x)), abs=1e-6)
+    assert median(x[:, 1]) == pytest.approx(float(np.median(x[:, 1])), abs=1e-6)
