@@ -22,6 +22,30 @@ def _smooth(y: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(pad, k, mode="valid")
 
 
+def _extent(net: np.ndarray, i: int, level: float, sig_px: float) -> slice:
+    """The samples a line near i covers: out from its top while it stands above level and keeps falling, and a
+    margin.
+
+    Seen, not assumed: a strip type's width may be learned wide from a blurred reference, and a line's
+    flank ends where the profile rises again (the next line, or the rim's shade at the window's end).
+    """
+    n = len(net)
+    # From the line's own top: i may sit on its flank, where the strip type put it (a sigma and a half
+    # away at most; farther up is another line).
+    for _ in range(int(1.5 * sig_px) + 1):
+        if not 0 < i < n - 1 or max(net[i - 1], net[i + 1]) <= net[i]:
+            break
+        i += 1 if net[i + 1] > net[i - 1] else -1
+    lo, hi = i, i
+    while lo > 0 and level < net[lo - 1] <= net[lo] + level:
+        lo -= 1
+    while hi < n - 1 and level < net[hi + 1] <= net[hi] + level:
+        hi += 1
+    # A faint line's flanks sink into the noise early: its zone holds 2.5 sigma each side at least.
+    pad, least = max(1, int(round(0.5 * sig_px))), int(round(2.5 * sig_px))
+    return slice(max(0, min(lo - pad, i - least)), min(n, max(hi + pad, i + least) + 1))
+
+
 def measure_lines(prof: np.ndarray, st: StripType,
                   to_green: Callable[[np.ndarray], np.ndarray] | None = None,
                   ) -> tuple[list[LineReading], np.ndarray, float]:
@@ -44,12 +68,16 @@ def measure_lines(prof: np.ndarray, st: StripType,
     common = strongest[1] if strongest[0] > 0.03 else 0.0
     exclude = np.zeros(n, bool)
     centres: dict[str, float] = {}
+    zones: dict[str, np.ndarray] = {}
+    level = 2.0 * 1.4826 * float(np.median(np.abs(net - np.median(net))))
     for name, p in st.lines:
         c = p + common
         sel = np.abs(pos - c) <= 0.35 * st.position_tolerance
         i = int(np.argmax(np.where(sel, net, -np.inf)))
         centres[name] = pos[i]
-        exclude |= np.abs(pos - pos[i]) <= (HALF_WIDTH + 0.5) * st.line_sigma
+        zones[name] = np.zeros(n, bool)
+        zones[name][_extent(net, i, max(level, 0.02 * net[i]), sig_px)] = True
+        exclude |= zones[name]
     base = robust_baseline(prof, exclude)
     net = prof - base
     if to_green is not None:
@@ -68,7 +96,8 @@ def measure_lines(prof: np.ndarray, st: StripType,
         peak = float(net_sm[i])
         found = peak > 0 and peak / noise >= 4.0
         centre = pos[i] if found else p + common
-        win = np.abs(pos - centre) <= HALF_WIDTH * st.line_sigma
+        # Only where the line is seen: a wide learned width must not take in the rim's shade at the end.
+        win = (np.abs(pos - centre) <= HALF_WIDTH * st.line_sigma) & zones[name]
         area = float(net[win].sum()) * 100.0 / n
         readings.append(LineReading(name, p, float(centre), peak, area, peak / noise, found))
     return readings, base, noise

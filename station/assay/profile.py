@@ -84,21 +84,49 @@ def robust_baseline(y: np.ndarray, exclude: np.ndarray, degree: int = 3, iterati
     """Polynomial membrane background fitted around the lines.
 
     Lines only ever add absorbance, so points well above the current fit are dropped on each pass
-    (an asymmetric fit); `exclude` marks samples known to sit on a line.
+    (an asymmetric fit), and at the window's ends points well below it too; `exclude` marks samples known
+    to sit on a line.
     """
     n = len(y)
     # Powers of x in [-1, 1] are well scaled: least squares on them needs none of np.polyfit's rescaling.
     basis = np.vander(np.linspace(-1.0, 1.0, n), degree + 1)
+    # The few samples a line near the window's end leaves past it are the rim's shade and the edge's blur:
+    # no anchor for the fit there (carried on straight past its outermost samples instead).
+    exclude = exclude.copy()
+    short = max(3, round(0.06 * n))
+    for side in (slice(None), slice(None, None, -1)):
+        free = ~exclude[side]
+        run = n if free.all() else int(np.argmin(free))
+        if run < short:
+            exclude[side][:run] = True
     keep = ~exclude
+    # Lines only add absorbance, so a sample far below the fit is no membrane either; at the window's very
+    # end it is a light rim blurred in, and kept it would bend the fit down under the nearer line.
+    ends = np.zeros(n, bool)
+    m = max(2, round(0.03 * n))
+    ends[:m] = ends[-m:] = True
     fit = np.full(n, median(y))
     for _ in range(iterations):
         if keep.sum() < degree + 3:
             break
-        fit = basis @ np.linalg.lstsq(basis[keep], y[keep], rcond=None)[0]
+        fit = _held(basis @ np.linalg.lstsq(basis[keep], y[keep], rcond=None)[0], keep)
         r = y - fit
         s = 1.4826 * median(np.abs(r[keep] - median(r[keep]))) + 1e-6
-        kept = ~exclude & (r < 2.5 * s)
+        kept = ~exclude & (r < 2.5 * s) & ~(ends & (r < -4.0 * s))
         if np.array_equal(kept, keep):
             break           # the next pass would fit the same points again
         keep = kept
     return fit
+
+
+def _held(fit: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """fit, carried on straight past the outermost samples it rests on: a cubic swings beyond its data (a line
+    near the window's end leaves none past it)."""
+    idx = np.flatnonzero(keep)
+    a, b = int(idx[0]), int(idx[-1])
+    out = fit.copy()
+    if a > 0:
+        out[:a] = fit[a] + (fit[a] - fit[a + 1]) * np.arange(a, 0, -1)
+    if b < len(fit) - 1:
+        out[b + 1:] = fit[b] + (fit[b] - fit[b - 1]) * np.arange(1, len(fit) - b)
+    return out
