@@ -285,3 +285,15 @@ def test_a_reflection_that_cuts_the_found_window_short_is_glare(brand_seed, seed
     img, _ = render(scene, rng)
     strips = read_photo(img, DEFAULT).strips
     assert [(s.verdict, s.quality, s.tc_ratio) for s in strips] == [("retake", ["GLARE"], None)]
+
+
+@pytest.mark.parametrize("brand_seed, k", [(8, 2), (18, 2), (59, 2), (59, 3)])
+def test_a_faint_card_in_a_light_raised_rim_is_not_misread(brand_seed, k):
+    """A small cassette, a faint C line and a light raised rim blurred into the window's end rows: kept as
+    baseline, those rows bent it under the lines (true T/C read 0.25-0.72 off)."""
+    rng = np.random.default_rng([5, brand_seed, k])
+    scene = random_scene(rng, brand=make_brand(brand_seed), n_cassettes=1, cassette_faults=("faint_c",), qr=False,
+                         length_frac=0.25)
+    img, truth = render(scene, rng)
+    errs = _errors(read_photo(img, DEFAULT), truth)
+    assert len(errs) == 1 and (errs[0][0] == "retake" or errs[0][1] <= 0.2), errs
