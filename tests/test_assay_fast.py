@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from station.assay.fast import median
+from station.assay.fast import median, quantiles, robust_sd
 from station.assay.search import _longest_run, _longest_runs
 
 
@@ -28,3 +28,11 @@ def test_fast_median_is_numpys(n):
     x = np.random.default_rng(n).normal(size=(n, 3)).astype(np.float32)
     assert median(x) == pytest.approx(float(np.median(x)), abs=1e-6)
     assert median(x[:, 1]) == pytest.approx(float(np.median(x[:, 1])), abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 300])
+def test_fast_quantiles_and_robust_sd_are_numpys(n):
+    x = np.random.default_rng(n).integers(0, 7, n)
+    assert quantiles(x, (0.25, 0.75)) == pytest.approx(list(np.percentile(x, (25, 75))))
+    y = np.random.default_rng(n).normal(size=n)
+    assert robust_sd(y) == pytest.approx(1.4826 * float(np.median(np.abs(y - np.median(y)))))

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from station.assay.fast import robust_sd
 from station.assay.lines import _smooth
 from station.assay.profile import robust_baseline
 from station.assay.scores import LineReading
@@ -19,7 +20,7 @@ def net_profile(prof: np.ndarray, st: StripType) -> tuple[np.ndarray, float]:
     n = len(prof)
     sm = _smooth(prof, max(0.7, 0.5 * st.line_sigma * n))
     net = sm - robust_baseline(sm, np.zeros(n, bool))
-    noise = max(1e-4, 1.4826 * float(np.median(np.abs(net - np.median(net)))))
+    noise = max(1e-4, robust_sd(net))
     return net, noise
 
 

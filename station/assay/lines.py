@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from station.assay.fast import robust_sd
 from station.assay.profile import robust_baseline
 from station.assay.scores import LineReading
 from station.striptypes import StripType
@@ -69,7 +70,7 @@ def measure_lines(prof: np.ndarray, st: StripType,
     exclude = np.zeros(n, bool)
     centres: dict[str, float] = {}
     zones: dict[str, np.ndarray] = {}
-    level = 2.0 * 1.4826 * float(np.median(np.abs(net - np.median(net))))
+    level = 2.0 * robust_sd(net)
     for name, p in st.lines:
         c = p + common
         sel = np.abs(pos - c) <= 0.35 * st.position_tolerance

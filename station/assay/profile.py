@@ -6,7 +6,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from station.assay.fast import median
+from station.assay.fast import median, robust_sd
 from station.assay.window import Window
 
 
@@ -111,7 +111,7 @@ def robust_baseline(y: np.ndarray, exclude: np.ndarray, degree: int = 3, iterati
             break
         fit = _held(basis @ np.linalg.lstsq(basis[keep], y[keep], rcond=None)[0], keep)
         r = y - fit
-        s = 1.4826 * median(np.abs(r[keep] - median(r[keep]))) + 1e-6
+        s = robust_sd(r[keep]) + 1e-6
         kept = ~exclude & (r < 2.5 * s) & ~(ends & (r < -4.0 * s))
         if np.array_equal(kept, keep):
             break           # the next pass would fit the same points again

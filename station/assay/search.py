@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from station.assay.fast import median
+from station.assay.fast import median, quantiles
 from station.assay.window import Upright, Window
 
 MIN_W, MAX_W = 0.15, 0.85     # window width as a fraction of the cassette width
@@ -325,12 +325,7 @@ def _trim_dark_ends(level: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
 def _straight(gx: np.ndarray, col: int, ya: int, yb: int) -> bool:
     """A moulded window's side is a straight edge: its column stays put along the rows (a round pad's does not)."""
     lo, hi = max(0, col - 3), min(gx.shape[1], col + 4)
-    where = np.sort(np.argmax(gx[ya:yb + 1, lo:hi], axis=1))
-    if where.size < 2:
-        return True
-    # np.percentile's linear quartiles, without its overhead (this runs for every candidate).
-    q1, q3 = (float(where[int(i)] + (i - int(i)) * (where[int(i) + 1] - where[int(i)]))
-              for i in (0.25 * (where.size - 1), 0.75 * (where.size - 1)))
+    q1, q3 = quantiles(np.argmax(gx[ya:yb + 1, lo:hi], axis=1), (0.25, 0.75))
     return q3 - q1 <= 1.5
 
 
