@@ -9,6 +9,7 @@ import ssl
 import threading
 import time
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -17,7 +18,9 @@ from stationkit import eventually
 
 from station.config import BrokerConfig
 from station.lab.rig import StationRig
+from station.protocol.mqtt import parse_broker_url
 from station.publisher.client import Publisher
+from station.publisher.diagnose import Backoff, explain
 from station.publisher.settings import PublisherSettings
 from station.town import ca
 
@@ -159,6 +162,28 @@ def test_certificate_not_yet_valid_names_the_clock_and_the_wait(station_kit, tmp
     assert "waiting for time sync" in details[0]
     assert "behind the broker certificate" in state.last_error
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_clock_behind_the_certificate_is_said_once_while_the_minutes_pass(tmp_path):
+    """The cause quotes the station clock: the next minute's attempt is the same cause, not a new one."""
+    ctx, files = _future_server_cert(tmp_path)
+    server = CountingServer(ctx)
+    settings = BrokerConfig(url=f"mqtts://localhost:{server.port}", ca_file=str(files.cert_file))
+    addr = parse_broker_url(settings.url)
+    try:
+        ctx = ssl.create_default_context(cafile=settings.ca_file)
+        with pytest.raises(ssl.SSLCertVerificationError) as caught, \
+                socket.create_connection((addr.host, addr.port), 5) as sock:
+            ctx.wrap_socket(sock, server_hostname=addr.host)
+        exc = caught.value
+        now = time.time()
+        causes = [explain(exc, addr, settings, now=now + dt_s) for dt_s in (0, 61, 3 * 3600)]
+    finally:
+        server.close()
+    assert causes[0] != causes[1], "the clock in the message did not move"
+    backoff = Backoff(max_s=60)
+    assert [backoff.failed(c)[1] for c in causes] == [True, False, False]
+    assert backoff.failed("TCP to localhost: connection refused")[1] is True
 
 
 def test_issued_certificates_are_valid_from_well_before_issue(tmp_path):

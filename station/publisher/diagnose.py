@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import re
 import socket
 import ssl
 import time
@@ -26,7 +27,10 @@ class Backoff:
     def failed(self, cause: str) -> tuple[float, bool]:
         """(monotonic time of the next attempt, is this a new cause)."""
         self.failures += 1
-        new, self.cause = cause != self.cause, cause
+        # the clock-skew causes quote the station clock and the gap, which move every minute while the
+        # cause stays the same: numbers do not make a cause new
+        key = re.sub(r"\d+", "#", cause)
+        new, self.cause = key != self.cause, key
         return time.monotonic() + min(self.max_s, 2.0 ** min(self.failures - 1, 10)), new
 
     def reset(self) -> None:
