@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+from station.assay.extent import longest_run, longest_runs
 from station.assay.fast import median, quantiles, robust_sd
-from station.assay.search import _longest_run, _longest_runs
 
 
 def test_every_rows_longest_run_at_once_is_each_rows_own():
@@ -13,14 +13,14 @@ def test_every_rows_longest_run_at_once_is_each_rows_own():
         # Runs touching a row's end, and rows of a single True, are the cases a border can get wrong.
         masks[0, :3], masks[1, -3:], masks[2] = True, True, False
         masks[2, int(rng.integers(0, masks.shape[1]))] = True
-        got = _longest_runs(masks, 2)
-        assert [tuple(g) for g in got] == [_longest_run(m, 2) for m in masks]
+        got = longest_runs(masks, 2)
+        assert [tuple(g) for g in got] == [longest_run(m, 2) for m in masks]
 
 
 def test_longest_run_bridges_two_missing_rows_not_three():
     row = np.array([0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0], bool)
-    assert tuple(_longest_runs(row[None, :9], 2)[0]) == (1, 6) == _longest_run(row[:9], 2)
-    assert tuple(_longest_runs(row[None], 2)[0]) == (10, 16) == _longest_run(row, 2)
+    assert tuple(longest_runs(row[None, :9], 2)[0]) == (1, 6) == longest_run(row[:9], 2)
+    assert tuple(longest_runs(row[None], 2)[0]) == (10, 16) == longest_run(row, 2)
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 8, 301])

@@ -6,6 +6,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from station.assay.extent import (
+    bridge_lines,
+    innermost,
+    longest_run,
+    longest_runs,
+    membrane_goes_on,
+    row_spread,
+    trim_ends,
+)
 from station.assay.fast import median, quantiles
 from station.assay.window import Upright, Window
 
@@ -23,41 +32,6 @@ def _peaks(e: np.ndarray, floor: float, gap: int, most: int) -> list[int]:
         if all(abs(int(i) - j) > gap for j in out):
             out.append(int(i))
     return sorted(out)
-
-
-def _run_bounds(mask: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
-    """First and last index of each run of True in mask, gaps of up to max_gap False bridged."""
-    idx = np.flatnonzero(mask)
-    if idx.size == 0:
-        return idx, idx
-    cut = np.flatnonzero(np.diff(idx) > max_gap + 1)
-    return idx[np.concatenate(([0], cut + 1))], idx[np.concatenate((cut, [idx.size - 1]))]
-
-
-def _longest_run(ok: np.ndarray, max_gap: int) -> tuple[int, int]:
-    """First and last index of the longest run of True, gaps of up to max_gap False bridged (the first longest)."""
-    starts, ends = _run_bounds(ok, max_gap)
-    if starts.size == 0:
-        return 0, 0
-    k = int(np.argmax(ends - starts))
-    return (int(starts[k]), int(ends[k])) if ends[k] > starts[k] else (0, 0)
-
-
-def _longest_runs(masks: np.ndarray, max_gap: int) -> np.ndarray:
-    """_longest_run of every row of masks, all at once (this runs for every pair of side columns)."""
-    p, n = masks.shape
-    # Rows laid end to end, apart by more than max_gap False so no run is bridged across two of them.
-    flat = np.zeros((p, n + max_gap + 1), bool)
-    flat[:, :n] = masks
-    starts, ends = _run_bounds(flat.ravel(), max_gap)
-    out = np.zeros((p, 2), np.int64)
-    if starts.size:
-        row, start, end = starts // flat.shape[1], starts % flat.shape[1], ends % flat.shape[1]
-        order = np.lexsort((start, start - end, row))
-        first = order[np.r_[True, row[order][1:] != row[order][:-1]]]
-        first = first[end[first] > start[first]]
-        out[row[first], 0], out[row[first], 1] = start[first], end[first]
-    return out
 
 
 def _side_runs(strong: tuple[int, int], weak: tuple[int, int]) -> list[tuple[int, int]]:
@@ -145,16 +119,22 @@ def confirm_window(up: Upright, near: Window) -> Window | None:
             return None
         sides.append(lo + int(np.argmax(e[lo:hi])))
     a, b = sides
-    if e[a] < 1.5 or e[b] < 1.5 or b - a < 8:
-        return None
-    ok = (runs[:, a] >= 0.5 * e[a]) & (runs[:, b] >= 0.5 * e[b])
     y0, y1 = int(near.y0 - by0), int(near.y1 - by0)
     pad, band = bridge // 2 + 2, max(3, int(0.03 * L))
-    if y0 - pad - band < 0 or y1 + pad + band >= len(ok):
+    if e[a] < 1.5 or e[b] < 1.5 or b - a < 8 or y0 - pad - band < 0 or y1 + pad + band >= len(runs) \
+            or y1 - y0 <= 2 * pad:
         return None
+    # Each side's strength along the window itself: a column's strongest step may be print beside it.
+    sa, sb = median(runs[y0 + pad:y1 - pad, a]), median(runs[y0 + pad:y1 - pad, b])
+    if min(sa, sb) < 1.5:
+        return None
+    ok = (runs[:, a] >= 0.5 * sa) & (runs[:, b] >= 0.5 * sb)
     inside = ok[y0 + pad:y1 - pad]
     above, below = ok[y0 - pad - band:y0 - pad], ok[y1 + pad:y1 + pad + band]
-    if inside.size == 0 or inside.mean() < 0.85 or above.mean() > 0.4 or below.mean() > 0.4:
+    if inside.mean() < 0.85 or above.mean() > 0.4 or below.mean() > 0.4:
+        return None
+    # A moulded window has straight sides; a round or oval sample well where the window would be has not.
+    if not (_straight(gx, a, y0 + pad, y1 - pad) and _straight(gx, b, y0 + pad, y1 - pad)):
         return None
     side = gx[y0:y1 + 1].mean(axis=0)
     fa, fb = _peak(side, a, 2), _peak(side, b, 2)
@@ -199,8 +179,8 @@ def search_window(up: Upright) -> Window | None:
     valid: list[tuple[float, tuple[int, int, int, int]]] = []
     if pairs:
         ia, ib = np.array(pairs).T
-        s_runs = _longest_runs((strong[:, ia] & strong[:, ib]).T, 2)
-        w_runs = _longest_runs((weak[:, ia] & weak[:, ib]).T, 2)
+        s_runs = longest_runs((strong[:, ia] & strong[:, ib]).T, 2)
+        w_runs = longest_runs((weak[:, ia] & weak[:, ib]).T, 2)
         for k, (i, j) in enumerate(pairs):
             for ya, yb in _side_runs(tuple(s_runs[k]), tuple(w_runs[k])):
                 cand = _candidate(body, cols[i], cols[j], int(ya) + bridge // 2, int(yb) - bridge // 2)
@@ -208,7 +188,9 @@ def search_window(up: Upright) -> Window | None:
                     valid.append(cand)
     if not valid:
         return None
-    a, b, ya, yb = _innermost(max(valid)[1], [v for _, v in valid], w, L)
+    a, b, ya, yb = innermost(max(valid)[1], [v for _, v in valid], w, L)
+    if membrane_goes_on(grey, gx, a, b, ya, yb, L):
+        return None
     # The dilation above leaves a 3-column plateau; the raw steps over the run place each side exactly.
     side = gx[ya:yb + 1].mean(axis=0)
     a, b = _peak(side, a, 2), _peak(side, b, 2)
@@ -248,7 +230,7 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
     # Flat across every row: the membrane (lines run across it); a rim, a frame or print is not.
     # (Ranges and levels from every other pixel: a row's range and a membrane's median need no more, and
     # this runs for every pair.)
-    spread = _row_spread(inner[:, ::2]) / max(median(inner[::2, ::2]), 1.0)
+    spread = row_spread(inner[:, ::2]) / max(median(inner[::2, ::2]), 1.0)
     level = inner.mean(axis=1)
     mid = median(level)
     # Side edges may run on past the membrane into print beside it; the rows that stay flat are it
@@ -256,8 +238,8 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
     # clearly brighter than it is plastic beyond its end.
     flat_rows = (spread < max(0.06, 3 * median(spread))) & (level <= 1.05 * mid + 2.0)
     # A strong line, a hair off horizontal, leaves its rows uneven: a short darker gap is a line, not an end.
-    r0, r1 = _longest_run(_bridge_lines(flat_rows, level < mid, body.bridge), 2)
-    r0, r1 = _trim_dark_ends(level, r0, r1)
+    r0, r1 = longest_run(bridge_lines(flat_rows, level < mid, body.bridge), 2)
+    r0, r1 = trim_ends(level, r0, r1)
     ya, yb = ya + r0, ya + r1
     # The lines need room: a result window runs along the strip, longer than it is wide. A shorter one is
     # a fragment (a reflection or a line cut it) or a frame's end, not the membrane.
@@ -265,7 +247,7 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
         return None
     # Across the full width (rim columns included) to tell the membrane from the recess around it.
     full = grey[ya:yb + 1:2, a + 3:b - 1]      # every other row: a median over rows needs no more
-    flat = median(_row_spread(full) / np.maximum(full.mean(axis=1), 1.0))
+    flat = median(row_spread(full) / np.maximum(full.mean(axis=1), 1.0))
     if flat > 0.10 or not (_straight(gx, a, ya, yb) and _straight(gx, b, ya, yb)):
         return None
     # Near-neutral against the body: a coloured sample pad is not a membrane.
@@ -282,77 +264,11 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
     return score, (a, b, ya, yb)
 
 
-def _row_spread(x: np.ndarray) -> np.ndarray:
-    """Each row's 4th-to-96th percentile range (nearest ranks: one partition, no interpolation)."""
-    n = x.shape[1]
-    lo, hi = int(round(0.04 * (n - 1))), int(round(0.96 * (n - 1)))
-    part = np.partition(x, (lo, hi), axis=1)
-    return part[:, hi] - part[:, lo]
-
-
-def _bridge_lines(ok: np.ndarray, dark: np.ndarray, most: int) -> np.ndarray:
-    """ok with its gaps of at most `most` rows filled where every row of the gap is dark."""
-    out = ok.copy()
-    for s0, s1 in zip(*_run_bounds(~ok, 0), strict=True):
-        if 0 < s0 and s1 < len(ok) - 1 and s1 - s0 < most and dark[s0:s1 + 1].all():
-            out[s0:s1 + 1] = True
-    return out
-
-
-def _trim_dark_ends(level: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
-    """Rows r0..r1 without the rows at either end darker than the membrane next to them.
-
-    No line lies at a window's very end, so darker rows there are its rim or, round a membrane lighter
-    than the plastic, plastic beyond its end (as flat as the membrane). Judged against the membrane near
-    that end (lighting falls off along a cassette); more than a fifth is no such fringe.
-    """
-    most = (r1 - r0) // 5
-    if most < 2:
-        return r0, r1
-    ends = []
-    for sign, start in ((1, r0), (-1, r1)):
-        near = level[start + sign * most:start + sign * 2 * most:sign]
-        # Lines only darken: the upper quartile is membrane (nearest rank: this runs for every candidate).
-        q = (3 * (len(near) - 1)) // 4
-        ref = float(np.partition(near, q)[q])
-        k = start
-        while abs(k - start) <= most and level[k] < ref - max(2.0, 0.015 * ref):
-            k += sign
-        ends.append(k if abs(k - start) <= most else start)
-    return ends[0], ends[1]
-
-
 def _straight(gx: np.ndarray, col: int, ya: int, yb: int) -> bool:
     """A moulded window's side is a straight edge: its column stays put along the rows (a round pad's does not)."""
     lo, hi = max(0, col - 3), min(gx.shape[1], col + 4)
     q1, q3 = quantiles(np.argmax(gx[ya:yb + 1, lo:hi], axis=1), (0.25, 0.75))
     return q3 - q1 <= 1.5
-
-
-def _innermost(box: tuple[int, int, int, int], valid: list[tuple[int, int, int, int]], w: float,
-               L: float) -> tuple[int, int, int, int]:
-    """The membrane inside a recess wall: a flat window holding another one as a frame of even width is the wall.
-
-    A rim whose tone is close to the membrane's passes for flat; the frame it draws round the membrane (the
-    same width left and right, and top and bottom) is what tells it, whatever its tone.
-    """
-    while True:
-        a, b, ya, yb = box
-        inner = [v for v in valid if v != box and a < v[0] < v[1] < b and ya - 2 <= v[2] < v[3] <= yb + 2
-                 and _frame(box, v, w, L)]
-        if not inner:
-            return box
-        box = max(inner, key=lambda v: (v[1] - v[0]) * (v[3] - v[2]))
-
-
-def _frame(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int], w: float, L: float) -> bool:
-    left, right = inner[0] - outer[0], outer[1] - inner[1]
-    top, bottom = inner[2] - outer[2], outer[3] - inner[3]
-    side_ok = 0.01 * w <= min(left, right) and max(left, right) <= 0.12 * w and \
-        abs(left - right) <= max(2.0, 0.35 * max(left, right))
-    # Ends: the same frame seen along the length (or none found there: the rows trimmed it already).
-    ends_ok = max(top, bottom) <= 0.05 * L and abs(top - bottom) <= max(3.0, 0.5 * max(left, right) + 2)
-    return side_ok and ends_ok
 
 
 def window_says_well_down(up: Upright, win: Window, learned_centre: float | None = None) -> bool:
