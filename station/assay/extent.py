@@ -98,33 +98,27 @@ def trim_ends(level: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
     """Rows r0..r1 without the rows at either end that are not the membrane next to them.
 
     No line lies at a window's very end, so darker rows there are its rim or, round a membrane lighter
-    than the plastic, plastic beyond its end (as flat as the membrane); brighter ones are plastic beyond
-    the end of a membrane a shade darker than it, and print past that plastic is no membrane either.
-    Judged against the membrane's own trend over the middle rows, carried to the ends (lighting falls off
-    along a cassette); more than a fifth is no such fringe.
+    than the plastic, plastic beyond its end (as flat as the membrane); clearly brighter ones are plastic
+    beyond the end of a membrane a shade darker than it, and print past that plastic is no membrane either.
+    Judged against the membrane near that end (lighting falls off along a cassette, and not in a straight
+    line); more than a fifth is no such fringe.
     """
     most = (r1 - r0) // 5
     if most < 2:
         return r0, r1
-    # The membrane's level in each half of the middle rows (lines only darken: the upper quartile is
-    # membrane; nearest rank, as this runs for every candidate), and the straight trend through them.
-    mid = level[r0 + most:r1 - most + 1]
-    h = len(mid) // 2
-    qa, qb = (float(np.partition(part, (3 * (len(part) - 1)) // 4)[(3 * (len(part) - 1)) // 4])
-              for part in (mid[:h], mid[h:]))
-    xa, xb = r0 + most + (h - 1) / 2, r0 + most + h + (len(mid) - h - 1) / 2
-    slope = (qb - qa) / (xb - xa)
-    # A membrane row: not darker (no line at the very end) nor clearly brighter (the membrane itself may
-    # brighten a little towards an end); three in a row, so one blurred row between print and plastic
-    # does not stop the trim.
-    dark, bright = max(2.0, 0.015 * qa), max(3.0, 0.03 * qa)
     ends = []
     for sign, start in ((1, r0), (-1, r1)):
+        near = level[start + sign * most:start + sign * 2 * most:sign]
+        # Lines only darken: the upper quartile is membrane (nearest rank: this runs for every candidate).
+        q = (3 * (len(near) - 1)) // 4
+        ref = float(np.partition(near, q)[q])
+        # A membrane row: not darker, nor clearly brighter (the membrane itself brightens a little towards
+        # an end); three in a row, so one blurred row between print and plastic does not stop the trim.
+        lo, hi = ref - max(2.0, 0.015 * ref), ref + max(3.0, 0.03 * ref)
         end, run = start, 0
-        # Row by row: the walk mostly stops at once, and this runs for every candidate.
-        for i in range(most + 3):
+        for i in range(most + 3):       # row by row: the walk mostly stops at once
             k = start + sign * i
-            run = run + 1 if -dark <= float(level[k]) - (qa + slope * (k - xa)) <= bright else 0
+            run = run + 1 if lo <= float(level[k]) <= hi else 0
             if run == 3:
                 end = k - sign * 2
                 break
