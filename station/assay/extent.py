@@ -51,7 +51,8 @@ def membrane_goes_on(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, 
     cols = grey[:, a + inset:b - inset]
     k, n = max(8, int(0.08 * L)), int(0.1 * (yb - ya)) + 1
 
-    def steps(rows: slice) -> tuple[float, float]:
+    def steps(rows: slice) -> tuple[float, ...]:
+        """Each side column's step (the strongest of it and its neighbours per row), median over rows."""
         return tuple(float(median(gx[rows, max(0, c - 1):c + 2].max(axis=1))) for c in (a, b))
 
     inside = steps(slice(ya, yb + 1))
@@ -143,7 +144,7 @@ def innermost(box: tuple[int, int, int, int], valid: list[tuple[int, int, int, i
 
 
 def inside_frame(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int], w: float,
-           L: float) -> tuple[int, int, int, int] | None:
+                 L: float) -> tuple[int, int, int, int] | None:
     """The box inside `outer` when `inner` shows it to be a frame round the membrane, else None."""
     left, right = inner[0] - outer[0], outer[1] - inner[1]
     top, bottom = inner[2] - outer[2], outer[3] - inner[3]
@@ -155,7 +156,7 @@ def inside_frame(outer: tuple[int, int, int, int], inner: tuple[int, int, int, i
         return inner          # the same frame seen along the length
     if min(top, bottom) <= 2 and max(top, bottom) <= 1.5 * side + 2:
         # At one end the rows already end where the inner box does, so the trim of the outer box's rows
-        # (against the membrane's own level) found its ends: where the inner sides' steps begin or end is
-        # the weaker evidence there (a dark rim beside a darker membrane leaves them faint at the ends).
+        # (against the membrane next to each end) found its ends: where the inner sides' steps begin or end
+        # is the weaker evidence there (a dark rim beside a darker membrane leaves them faint at the ends).
         return inner[0], inner[1], outer[2], outer[3]
     return None
