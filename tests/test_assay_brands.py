@@ -6,6 +6,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -14,6 +15,7 @@ from station.assay.learn import learn
 from station.decide.catalog import load_catalog_file
 from station.decide.verdict import read_photo
 from station.lab.photogen.brands import RIM_STYLES, make_brand
+from station.lab.photogen.dataset import make_one
 from station.lab.photogen.render import render, render_jpeg
 from station.lab.photogen.scene import random_scene
 from station.striptypes import BUILTIN_STRIP_TYPES
@@ -319,3 +321,14 @@ def test_a_window_fragment_under_the_label_is_refused_not_read(seed):
     errs = _errors(read_photo(img, DEFAULT), truth)
     assert all(e is None or e <= 0.08 for _, e in errs), errs
     assert sum(v in ("positive", "negative") for v, _ in errs) >= 3, errs
+
+
+def test_lines_stopping_short_of_a_lighter_membrane_s_sides_are_not_taken_for_its_frame():
+    """A thin rim round a membrane much lighter than the plastic, its lines stopping a little short of the
+    membrane's sides: the box the line ends draw (sides 5 px in, ends 21 px in) passed for a frame round the
+    membrane, and the box between the lines was read alone (true T/C 0.46 read 0.00: a false positive). A
+    frame's ends are about as wide as its sides. (A development brand: judging sets avoid 21000-21009.)"""
+    _, data, truth = make_one((24, "repeat", 2121, 2, "pesticide-generic", 21005))
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    errs = _errors(read_photo(img, DEFAULT), truth)
+    assert len(errs) == 1 and errs[0][1] is not None and errs[0][1] <= 0.03, errs

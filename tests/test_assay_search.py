@@ -44,6 +44,7 @@ def test_frame_takes_the_inner_sides_and_where_one_end_was_trimmed_the_outer_end
     assert inside_frame(outer, (28, 92, 60, 200), W, L) == (28, 92, 50, 200)       # one end already trimmed
     assert inside_frame(outer, (28, 80, 58, 192), W, L) is None                    # uneven sides: no frame
     assert inside_frame(outer, (28, 92, 90, 200), W, L) is None                    # far too long an end
+    assert inside_frame(outer, (25, 95, 68, 182), W, L) is None                    # ends far deeper than the sides
 
 
 def _body(plastic=200.0) -> np.ndarray:

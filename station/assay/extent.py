@@ -152,7 +152,7 @@ def inside_frame(outer: tuple[int, int, int, int], inner: tuple[int, int, int, i
     if not (0.01 * w <= min(left, right) and side <= 0.12 * w and abs(left - right) <= max(2.0, 0.35 * side)) \
             or max(top, bottom) > 0.05 * L:
         return None
-    if abs(top - bottom) <= max(3.0, 0.5 * side + 2):
+    if abs(top - bottom) <= max(3.0, 0.5 * side + 2) and max(top, bottom) <= 2 * side + 3:
         return inner          # the same frame seen along the length
     if min(top, bottom) <= 2 and max(top, bottom) <= 1.5 * side + 2:
         # At one end the rows already end where the inner box does, so the trim of the outer box's rows
