@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from station.assay.extent import inside_frame, membrane_goes_on, trim_ends
+from station.assay.extent import grow_ends, inside_frame, membrane_goes_on, trim_ends
 from station.assay.search import confirm_window
 from station.assay.window import Upright, Window
 
@@ -36,6 +36,50 @@ def test_a_dark_rim_at_an_end_is_trimmed_and_lines_inside_are_kept():
     level = _levels()
     level[-5:] = 160.0                     # the rim's end rows, darker than the membrane
     assert trim_ends(level, 0, len(level) - 1) == (0, len(level) - 6)
+
+
+# Row levels across a small window (90 rows), measured on a brand's reference photograph: membrane, its C line
+# from row 17 to 31, membrane, T, membrane darkening a little towards the well end.
+SMALL_WINDOW_ROWS = np.array([
+    194.1, 194.1, 193.6, 193.1, 193.3, 193.6, 193.7, 193.7, 193.4, 193.2, 193.1, 192.9, 193.0, 193.0, 193.5,
+    193.1, 192.2, 190.7, 187.0, 180.6, 171.9, 160.9, 149.0, 141.8, 138.8, 141.2, 148.8, 159.5, 171.2, 180.2,
+    186.2, 189.2, 191.5, 192.4, 192.3, 192.4, 192.1, 191.8, 191.8, 191.8, 191.7, 191.9, 191.8, 191.9, 192.0,
+    191.7, 191.2, 190.9, 190.4, 188.9, 184.7, 177.8, 166.7, 154.4, 143.3, 135.4, 135.0, 140.9, 151.5, 164.5,
+    175.1, 182.9, 188.1, 189.5, 190.6, 190.6, 190.6, 190.8, 190.4, 190.1, 190.5, 190.5, 190.2, 190.4, 190.3,
+    190.0, 190.0, 190.0, 190.3, 190.1, 189.9, 189.9, 190.0, 189.9, 189.4, 189.7, 189.5, 189.2, 189.5, 193.3])
+
+
+def test_a_line_filling_the_rows_an_end_is_judged_by_does_not_trim_the_membrane_before_it():
+    """A small window, its C line a fifth of the window from the end: the rows that end is judged against
+    are mostly line. Judged by their upper quartile (a line's flank) the membrane before the line looked too
+    bright and was trimmed off, C left at the window's very end (the reference refused: 1 of 2 lines)."""
+    r0, r1 = trim_ends(SMALL_WINDOW_ROWS, 0, len(SMALL_WINDOW_ROWS) - 1)
+    assert r0 == 0 and r1 >= len(SMALL_WINDOW_ROWS) - 2
+
+
+def _window_body(top=40, bottom=90, plastic=205.0, membrane=193.0) -> tuple[np.ndarray, np.ndarray]:
+    grey = _body(plastic)
+    grey[top:bottom + 1, 40:100] = membrane
+    grey[58:62, 40:100] = membrane - 20                  # a line
+    grey = cv2.GaussianBlur(grey, (0, 0), 0.8) + np.random.default_rng(2).normal(0, 0.4, grey.shape)
+    return grey.astype(np.float32), _steps(grey.astype(np.float32))
+
+
+def test_a_box_short_of_the_membrane_s_ends_is_carried_on_to_them():
+    """Side steps fading near the ends of a small window left the box 6-7 rows short at each end: the
+    lines read off their places (T taken where there was none: a false positive)."""
+    grey, gx = _window_body()
+    ya, yb = grow_ends(grey, gx, 39, 99, 47, 84, L)
+    assert abs(ya - 40) <= 1 and abs(yb - 90) <= 1
+
+
+def test_plastic_of_the_membrane_s_tone_past_its_end_is_not_grown_into():
+    grey, gx = _window_body(plastic=195.0)               # 1 % from the membrane's tone, no rim
+    grey[:, 39:41] = grey[:, 99:101] = 195.0             # ... and no side steps past the membrane's ends
+    grey[40:91, 39:41] = grey[40:91, 99:101] = 160.0     # the recess wall's shade along the sides only
+    gx = _steps(grey)
+    ya, yb = grow_ends(grey, gx, 40, 99, 47, 84, L)
+    assert abs(ya - 40) <= 1 and abs(yb - 90) <= 1
 
 
 def test_frame_takes_the_inner_sides_and_where_one_end_was_trimmed_the_outer_ends():

@@ -78,6 +78,35 @@ def membrane_goes_on(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, 
     return False
 
 
+def grow_ends(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, yb: int, L: float) -> tuple[int, int]:
+    """Rows ya..yb carried on past either end over rows that are still the membrane next to that end: its
+    level, and both side steps standing.
+
+    A box's ends come from where its side steps are strong and from the trim at its ends, and either can
+    stop short of the membrane's end: side steps fading near the ends of a small window, light falling off
+    towards one end faster than the trim allows for. A shortened window puts the lines off their places (T
+    read where there was none: a false positive). Past a true end lie plastic, print or a rim: another
+    level, or no side steps in the membrane's columns.
+    """
+    inset = max(2, int(0.15 * (b - a)))
+    level = grey[:, a + inset:b - inset].mean(axis=1)
+    step = np.minimum(*(gx[:, max(0, c - 1):c + 2].max(axis=1) for c in (a, b)))
+    least = 0.5 * median(step[ya:yb + 1])
+    most = max(8, int(0.08 * L))      # farther, membrane_goes_on has found a fragment
+    ends = []
+    for sign, start in ((-1, ya), (1, yb)):
+        ref = median(level[start:start + 5] if sign < 0 else level[start - 4:start + 1])
+        lo, hi = ref - max(2.0, 0.015 * ref), ref + max(3.0, 0.03 * ref)     # as trim_ends judges a row
+        end = start
+        for _ in range(most):
+            k = end + sign
+            if not 0 <= k < len(level) or not lo <= level[k] <= hi or step[k] < least:
+                break
+            end = k
+        ends.append(end)
+    return ends[0], ends[1]
+
+
 def row_spread(x: np.ndarray) -> np.ndarray:
     """Each row's 4th-to-96th percentile range (nearest ranks: one partition, no interpolation)."""
     n = x.shape[1]
@@ -110,8 +139,10 @@ def trim_ends(level: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
     ends = []
     for sign, start in ((1, r0), (-1, r1)):
         near = level[start + sign * most:start + sign * 2 * most:sign]
-        # Lines only darken: the upper quartile is membrane (nearest rank: this runs for every candidate).
-        q = (3 * (len(near) - 1)) // 4
+        # Lines only darken: the brightest tenth is membrane (nearest rank: this runs for every candidate). Not
+        # the upper quartile: in a small window a line can fill three quarters of these rows, and judged by
+        # its flank the membrane before it looked too bright and was trimmed off, the line left at the end.
+        q = (9 * (len(near) - 1)) // 10
         ref = float(np.partition(near, q)[q])
         # A membrane row: not darker, nor clearly brighter (the membrane itself brightens a little towards
         # an end); three in a row, so one blurred row between print and plastic does not stop the trim.

@@ -8,6 +8,7 @@ import numpy as np
 
 from station.assay.extent import (
     bridge_lines,
+    grow_ends,
     innermost,
     longest_run,
     longest_runs,
@@ -191,6 +192,7 @@ def search_window(up: Upright) -> Window | None:
     a, b, ya, yb = innermost(max(valid)[1], [v for _, v in valid], w, L)
     if membrane_goes_on(grey, gx, a, b, ya, yb, L):
         return None
+    ya, yb = grow_ends(grey, gx, a, b, ya, yb, L)
     # The dilation above leaves a 3-column plateau; the raw steps over the run place each side exactly.
     side = gx[ya:yb + 1].mean(axis=0)
     a, b = _peak(side, a, 2), _peak(side, b, 2)
