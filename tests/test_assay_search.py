@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from station.assay.extent import grow_ends, inside_frame, membrane_goes_on, trim_ends
+from station.assay.extent import bridge_lines, grow_ends, inside_frame, membrane_goes_on, trim_ends
 from station.assay.search import confirm_window
 from station.assay.window import Upright, Window
 
@@ -55,6 +55,17 @@ def test_a_line_filling_the_rows_an_end_is_judged_by_does_not_trim_the_membrane_
     bright and was trimmed off, C left at the window's very end (the reference refused: 1 of 2 lines)."""
     r0, r1 = trim_ends(SMALL_WINDOW_ROWS, 0, len(SMALL_WINDOW_ROWS) - 1)
     assert r0 == 0 and r1 >= len(SMALL_WINDOW_ROWS) - 2
+
+
+def test_a_strong_line_s_uneven_rows_are_bridged_a_label_on_the_plastic_past_the_end_is_not():
+    level = np.full(90, 206.0)                           # membrane, lighter than the plastic ...
+    level[:24] = 187.0                                   # ... that runs on past its end, flat
+    level[10:17] = 165.0                                 # the analyte label printed on that plastic
+    level[44:56] = 206.0 - 40 * np.exp(-0.5 * ((np.arange(44, 56) - 50) / 2.0) ** 2)    # a line
+    ok = np.ones(90, bool)
+    ok[10:17] = ok[48:53] = False                        # the rows that are not flat across
+    got = bridge_lines(ok, level, float(np.median(level)), 7)
+    assert got[48:53].all() and not got[10:17].any()
 
 
 def _window_body(top=40, bottom=90, plastic=205.0, membrane=193.0) -> tuple[np.ndarray, np.ndarray]:

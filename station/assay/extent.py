@@ -78,6 +78,13 @@ def membrane_goes_on(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, 
     return False
 
 
+def membrane_band(ref: float) -> tuple[float, float]:
+    """The levels of a membrane row next to membrane of level `ref`: not darker (a rim; plastic past the end
+    of a lighter membrane), nor clearly brighter (plastic past a darker one; the membrane itself brightens
+    a little towards an end)."""
+    return ref - max(2.0, 0.015 * ref), ref + max(3.0, 0.03 * ref)
+
+
 def grow_ends(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, yb: int, L: float) -> tuple[int, int]:
     """Rows ya..yb carried on past either end over rows that are still the membrane next to that end: its
     level, and both side steps standing.
@@ -96,7 +103,7 @@ def grow_ends(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, yb: int
     ends = []
     for sign, start in ((-1, ya), (1, yb)):
         ref = median(level[start:start + 5] if sign < 0 else level[start - 4:start + 1])
-        lo, hi = ref - max(2.0, 0.015 * ref), ref + max(3.0, 0.03 * ref)     # as trim_ends judges a row
+        lo, hi = membrane_band(ref)
         end = start
         for _ in range(most):
             k = end + sign
@@ -115,11 +122,21 @@ def row_spread(x: np.ndarray) -> np.ndarray:
     return part[:, hi] - part[:, lo]
 
 
-def bridge_lines(ok: np.ndarray, dark: np.ndarray, most: int) -> np.ndarray:
-    """ok with its gaps of at most `most` rows filled where every row of the gap is dark."""
+def bridge_lines(ok: np.ndarray, level: np.ndarray, mid: float, most: int) -> np.ndarray:
+    """ok with its gaps of at most `most` rows filled where the gap is a line on the membrane: every row of
+    it darker than the membrane's level `mid`, and the brightest row within `most` rows on either side at
+    that level (4 %).
+
+    Lines only darken, so past a line's flanks the brightest row is membrane again; printed text has
+    plastic round it. Bridged, a label above a membrane lighter than the plastic took the plastic round it
+    into the window (true T/C 0.24 read 1.29: a false negative).
+    """
     out = ok.copy()
+    tol = max(3.0, 0.04 * mid)
     for s0, s1 in zip(*run_bounds(~ok, 0), strict=True):
-        if 0 < s0 and s1 < len(ok) - 1 and s1 - s0 < most and dark[s0:s1 + 1].all():
+        if 0 < s0 and s1 < len(ok) - 1 and s1 - s0 < most and (level[s0:s1 + 1] < mid).all() and \
+                abs(float(level[max(0, s0 - most):s0].max()) - mid) <= tol and \
+                abs(float(level[s1 + 1:s1 + 1 + most].max()) - mid) <= tol:
             out[s0:s1 + 1] = True
     return out
 
@@ -144,9 +161,8 @@ def trim_ends(level: np.ndarray, r0: int, r1: int) -> tuple[int, int]:
         # its flank the membrane before it looked too bright and was trimmed off, the line left at the end.
         q = (9 * (len(near) - 1)) // 10
         ref = float(np.partition(near, q)[q])
-        # A membrane row: not darker, nor clearly brighter (the membrane itself brightens a little towards
-        # an end); three in a row, so one blurred row between print and plastic does not stop the trim.
-        lo, hi = ref - max(2.0, 0.015 * ref), ref + max(3.0, 0.03 * ref)
+        # Three membrane rows in a row, so one blurred row between print and plastic does not stop the trim.
+        lo, hi = membrane_band(ref)
         end, run = start, 0
         for i in range(most + 3):       # row by row: the walk mostly stops at once
             k = start + sign * i

@@ -240,7 +240,7 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
     # clearly brighter than it is plastic beyond its end.
     flat_rows = (spread < max(0.06, 3 * median(spread))) & (level <= 1.05 * mid + 2.0)
     # A strong line, a hair off horizontal, leaves its rows uneven: a short darker gap is a line, not an end.
-    r0, r1 = longest_run(bridge_lines(flat_rows, level < mid, body.bridge), 2)
+    r0, r1 = longest_run(bridge_lines(flat_rows, level, mid, body.bridge), 2)
     r0, r1 = trim_ends(level, r0, r1)
     ya, yb = ya + r0, ya + r1
     # The lines need room: a result window runs along the strip, longer than it is wide. A shorter one is
