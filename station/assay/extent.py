@@ -41,19 +41,34 @@ def longest_runs(masks: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
+def membrane_columns(grey: np.ndarray, a: int, b: int) -> np.ndarray:
+    """The columns of a box between side columns a and b clear of the side edges' blur and shade."""
+    inset = max(2, int(0.15 * (b - a)))
+    return grey[:, a + inset:b - inset]
+
+
+def side_step(gx: np.ndarray, c: int) -> np.ndarray:
+    """Per row, the step at side column c: the strongest of it and its neighbours."""
+    return gx[:, max(0, c - 1):c + 2].max(axis=1)
+
+
+def end_reach(L: float) -> int:
+    """Rows past a box's end looked at for more membrane: 8 % of the cassette length."""
+    return max(8, int(0.08 * L))
+
+
 def membrane_goes_on(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, yb: int, L: float) -> bool:
     """Past an end of the box the membrane goes on: its side steps carry on there (weaker: they faded below
     what the extent asks for, beside a membrane a shade darker than the plastic) over flat rows of its tone
     (lines between them included) filling most of the next 8 % of the length. Then this is a fragment of
     the window, and reading it could take T for C. Past a true end lie plastic, print or a rim: no side
     steps in the membrane's columns, whatever the plastic's tone."""
-    inset = max(2, int(0.15 * (b - a)))
-    cols = grey[:, a + inset:b - inset]
-    k, n = max(8, int(0.08 * L)), int(0.1 * (yb - ya)) + 1
+    cols = membrane_columns(grey, a, b)
+    k, n = end_reach(L), int(0.1 * (yb - ya)) + 1
 
     def steps(rows: slice) -> tuple[float, ...]:
-        """Each side column's step (the strongest of it and its neighbours per row), median over rows."""
-        return tuple(float(median(gx[rows, max(0, c - 1):c + 2].max(axis=1))) for c in (a, b))
+        """Each side column's step, median over rows."""
+        return tuple(float(median(side_step(gx[rows], c))) for c in (a, b))
 
     inside = steps(slice(ya, yb + 1))
     if min(inside) < 1.2:
@@ -95,11 +110,10 @@ def grow_ends(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, yb: int
     read where there was none: a false positive). Past a true end lie plastic, print or a rim: another
     level, or no side steps in the membrane's columns.
     """
-    inset = max(2, int(0.15 * (b - a)))
-    level = grey[:, a + inset:b - inset].mean(axis=1)
-    step = np.minimum(*(gx[:, max(0, c - 1):c + 2].max(axis=1) for c in (a, b)))
+    level = membrane_columns(grey, a, b).mean(axis=1)
+    step = np.minimum(side_step(gx, a), side_step(gx, b))
     least = 0.5 * median(step[ya:yb + 1])
-    most = max(8, int(0.08 * L))      # farther, membrane_goes_on has found a fragment
+    most = end_reach(L)      # farther, membrane_goes_on has found a fragment
     ends = []
     for sign, start in ((-1, ya), (1, yb)):
         ref = median(level[start:start + 5] if sign < 0 else level[start - 4:start + 1])

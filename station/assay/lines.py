@@ -14,6 +14,7 @@ from station.striptypes import StripType
 # line's area or more, the same span for every line (so their ratio holds), for 30 % less of the noise
 # than 3.5 sigmas.
 HALF_SPAN = 2.5
+WIDTH_SNR = 8.0   # a line this far above the noise shows its own width
 
 
 def _smooth(y: np.ndarray, sigma: float) -> np.ndarray:
@@ -98,7 +99,7 @@ def measure_lines(prof: np.ndarray, st: StripType,
         tops.append(int(np.argmax(np.where(sel, net_sm, -np.inf))))
     # The widest line seen sets the span: a test line a fifth wider than C (they are printed apart) loses
     # more of its area to C's span than C does, and the ratio then follows each photograph's width estimate.
-    strong = [i for i in tops if net_sm[i] >= 8.0 * noise] or [max(tops, key=lambda i: net_sm[i])]
+    strong = [i for i in tops if net_sm[i] >= WIDTH_SNR * noise] or [max(tops, key=lambda i: net_sm[i])]
     span = HALF_SPAN * max(seen_sigma(net_sm, i, noise, 0.5 * sig_px, sig_px) for i in strong) / n
     readings: list[LineReading] = []
     for (name, p), i in zip(st.lines, tops, strict=True):
@@ -121,7 +122,7 @@ def seen_sigma(net_sm: np.ndarray, i: int, noise: float, smoothing: float, typed
     far off its type is refused by the checks anyway.
     """
     peak = float(net_sm[i])
-    if peak < 8.0 * noise:
+    if peak < WIDTH_SNR * noise:
         return typed
     half = 0.5 * peak
     lo, hi = i, i

@@ -12,6 +12,7 @@ from station.assay.extent import (
     innermost,
     longest_run,
     longest_runs,
+    membrane_columns,
     membrane_goes_on,
     row_spread,
     trim_ends,
@@ -225,8 +226,7 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
     grey, gx, runs, L = body.grey, body.gx, body.runs, body.L
     if not MIN_H * L <= yb - ya <= MAX_H * L:
         return None
-    inset = max(2, int(0.15 * (b - a)))
-    inner = grey[ya:yb + 1, a + inset:b - inset]
+    inner = membrane_columns(grey, a, b)[ya:yb + 1]
     if inner.size == 0 or b - a < 8:
         return None
     # Flat across every row: the membrane (lines run across it); a rim, a frame or print is not.
