@@ -12,6 +12,9 @@ import pytest
 
 from calib.cli import main as calib_main
 from station.assay.learn import learn
+from station.assay.locate import find_blobs
+from station.assay.search import search_window
+from station.assay.window import refine_pose, upright
 from station.decide.catalog import load_catalog_file
 from station.decide.verdict import read_photo
 from station.lab.brand_eval import reference
@@ -389,3 +392,17 @@ def test_a_label_on_the_plastic_past_a_lighter_membrane_s_end_is_not_read_as_mem
     s = min(read_photo(img, DEFAULT).strips,
             key=lambda s: np.hypot(s.center[0] - no_c["center"][0], s.center[1] - no_c["center"][1]))
     assert s.verdict == "invalid", (s.verdict, s.quality)
+
+
+def test_a_square_well_that_outscores_a_pale_membrane_is_passed_over_for_the_membrane():
+    """A pale membrane barely darker than tinted plastic scored below the flat, neutral square sample well;
+    learning took the well and refused the reference (0 of 2 lines visible). The runner-up shows the lines."""
+    brand = make_brand(19006)
+    ref = cv2.imdecode(np.frombuffer(reference(brand, 19191919), np.uint8), cv2.IMREAD_COLOR)
+    blob = next(b for b in find_blobs(ref, DEFAULT) if b.kind == "cassette")
+    up = upright(ref, *refine_pose(ref, blob.center, blob.angle, blob.width, blob.length))
+    best = search_window(up)
+    assert best is not None and (best.y0 - up.margin) / up.length > 0.55      # the well, not the window
+    got = learn(ref, name="b", analyte="a")
+    assert got.strip_type is not None, got.refused
+    assert np.allclose(got.strip_type.window, brand["window"], atol=0.01), got.strip_type.window

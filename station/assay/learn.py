@@ -10,11 +10,12 @@ from station.assay import quality as q
 from station.assay.checks import find_peaks, net_profile
 from station.assay.locate import find_blobs
 from station.assay.profile import absorbance_profile, membrane_crop
-from station.assay.search import search_window, window_says_well_down
-from station.assay.window import Upright, Window, refine_pose, upright
+from station.assay.search import search_windows, window_says_well_down
+from station.assay.window import Upright, Window, overlap, refine_pose, upright
 from station.striptypes import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, StripType
 
 MAX_LEARN_TILT = 15.0   # degrees: a reference photograph must be nearly upright to measure a geometry from
+LEARN_CANDIDATES = 3   # windows of the search tried, best first, until one shows the lines
 MIN_LINE_GAP = 0.12     # of the window: printed lines closer than this are a misjudged window, not a card
 
 
@@ -60,6 +61,44 @@ def _well(up: Upright, win: Window) -> tuple[float, float, float]:
     return (float((x0 + cx - m) / w), float((y0 + cy - m) / L), float(np.clip(r / w, 0.05, 0.45)))
 
 
+def _windows(bgr: np.ndarray, center: tuple[float, float], angle: float, width: float,
+             length: float) -> list[tuple[Upright, float, Window]]:
+    """The search's best windows, each with the view (and its angle) that has the sample well at the bottom."""
+    up = upright(bgr, center, angle, width, length)
+    turned_angle = angle + 180.0 if angle <= 0 else angle - 180.0
+    turned: Upright | None = None
+    out = []
+    for win in search_windows(up, LEARN_CANDIDATES):
+        if window_says_well_down(up, win):
+            out.append((up, angle, win))
+            continue
+        # Searched again the other way round, not mirrored: the edges are refined from the well end.
+        turned = turned or upright(bgr, center, turned_angle, width, length)
+        ph, pw = up.patch.shape[:2]
+        mirrored = Window(pw - win.x1, ph - win.y1, pw - win.x0, ph - win.y0, win.rim_contrast)
+        same = [t for t in search_windows(turned, LEARN_CANDIDATES) if overlap(t, mirrored) > 0.5]
+        out.append((turned, turned_angle, same[0] if same else mirrored))
+    return out
+
+
+def _lines_seen(up: Upright, win: Window, wanted: int) -> str | tuple[np.ndarray, float, list, StripType]:
+    """The window's net profile, noise, peaks and the probe type that found them; or why it cannot teach."""
+    blur = q.edge_blur_px(up)
+    if blur is not None and blur > q.blur_limit_px(0.015 * (win.y1 - win.y0)):
+        return q.REASONS[q.BLURRED]
+    codes = q.exposure_codes(membrane_crop(up.patch, win, inset_x=0.06, inset_y=0.02), up)
+    if codes:
+        return q.REASONS[codes[0]]
+    prof = absorbance_profile(membrane_crop(up.patch, win))
+    probe = StripType(name="probe", analyte="x", line_sigma=0.015, lines=(("T", 0.3), ("C", 0.8)))
+    net, noise = net_profile(prof, probe)
+    peaks = find_peaks(net, noise, probe)
+    if len(peaks) < wanted:
+        return (f"{len(peaks)} of {wanted} lines visible: photograph a clean cassette showing every line "
+                "(a negative competitive card or a control card)")
+    return net, noise, peaks, probe
+
+
 def _to_image(mat: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ mat[:, :2].T + mat[:, 2]
 
@@ -83,27 +122,22 @@ def learn(bgr: np.ndarray, *, name: str, analyte: str, fmt: str = "competitive",
     if abs(q.tilt_of(angle)) > MAX_LEARN_TILT:
         return Learned(None, f"the cassette is turned {abs(q.tilt_of(angle)):.0f} degrees: lay it within "
                              f"{MAX_LEARN_TILT:.0f} degrees of upright for a reference photograph")
-    up = upright(bgr, center, angle, width, length)
-    win = search_window(up)
-    if win is not None and not window_says_well_down(up, win):
-        angle = angle + 180.0 if angle <= 0 else angle - 180.0
-        up = upright(bgr, center, angle, width, length)
-        win = search_window(up)
-    if win is None:
+    found = _windows(bgr, center, angle, width, length)
+    if not found:
         return Learned(None, "no membrane window found on the cassette: is it face up, sharp and evenly lit?")
-    blur = q.edge_blur_px(up)
-    if blur is not None and blur > q.blur_limit_px(0.015 * (win.y1 - win.y0)):
-        return Learned(None, q.REASONS[q.BLURRED])
-    codes = q.exposure_codes(membrane_crop(up.patch, win, inset_x=0.06, inset_y=0.02), up)
-    if codes:
-        return Learned(None, q.REASONS[codes[0]])
-    prof = absorbance_profile(membrane_crop(up.patch, win))
-    probe = StripType(name="probe", analyte="x", line_sigma=0.015, lines=(("T", 0.3), ("C", 0.8)))
-    net, noise = net_profile(prof, probe)
-    peaks = find_peaks(net, noise, probe)
-    if len(peaks) < len(line_names):
-        return Learned(None, f"{len(peaks)} of {len(line_names)} lines visible: photograph a clean cassette "
-                             "showing every line (a negative competitive card or a control card)")
+    # The best-scoring window first; a runner-up only when the better one shows too few lines (a flat,
+    # neutral square sample well can outscore a pale membrane).
+    refusals, pick = [], None
+    for cand in found:
+        seen = _lines_seen(cand[0], cand[2], len(line_names))
+        if not isinstance(seen, str):
+            pick = cand
+            break
+        refusals.append(seen)
+    if pick is None:
+        return Learned(None, refusals[0])
+    up, angle, win = pick
+    net, noise, peaks, probe = seen
     chosen = sorted(peaks[:len(line_names)])
     c_pos = chosen[-1][0]
     # The profile was smoothed before the width was read: take that back out, in quadrature.

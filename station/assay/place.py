@@ -7,7 +7,7 @@ import numpy as np
 
 from station.assay import quality as q
 from station.assay.search import confirm_window, search_window, window_says_well_down
-from station.assay.window import Upright, Window, expected_window, find_window, upright
+from station.assay.window import Upright, Window, expected_window, find_window, overlap, upright
 from station.striptypes import StripType
 
 # How far a learned geometry may be from what is seen: a moulding tolerance, not a different brand.
@@ -38,15 +38,6 @@ def _matches_learned(win: Window, up: Upright, st: StripType) -> bool:
     x0, y0, x1, y1 = st.window
     return (max(abs(win.y0 - (m + y0 * L)), abs(win.y1 - (m + y1 * L))) <= LEARNED_TOL_Y * L
             and max(abs(win.x0 - (m + x0 * w)), abs(win.x1 - (m + x1 * w))) <= LEARNED_TOL_X * w)
-
-
-def _overlap(a: Window, b: Window) -> float:
-    """Intersection over union of two windows."""
-    iw = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0))
-    ih = max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
-    inter = iw * ih
-    union = (a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _inside(a: Window, b: Window, slack: float) -> bool:
@@ -87,7 +78,7 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
             (found.y1 - found.y0) < 0.75 * (guided.y1 - guided.y0):
         # The search saw only a fragment of the guided window (a reflection or a line broke its edges).
         return Placement(up, angle, guided, False)
-    if guided is not None and _overlap(guided, found) > 0.6:
+    if guided is not None and overlap(guided, found) > 0.6:
         # Much the same window: a reflection on it can be what pulled the two apart, so it is checked too,
         # where both saw membrane (beyond that the guided box may hold plastic brighter than a dark membrane).
         keep = Window(max(guided.x0, found.x0), max(guided.y0, found.y0), min(guided.x1, found.x1),

@@ -18,7 +18,7 @@ from station.assay.extent import (
     trim_ends,
 )
 from station.assay.fast import median, quantiles
-from station.assay.window import Upright, Window
+from station.assay.window import Upright, Window, overlap
 
 MIN_W, MAX_W = 0.15, 0.85     # window width as a fraction of the cassette width
 MIN_H, MAX_H = 0.06, 0.60     # window height as a fraction of the cassette length
@@ -153,15 +153,25 @@ def search_window(up: Upright) -> Window | None:
     rows; of the candidate pairs the one whose inside is flat across every row wins, which picks the
     membrane rather than the recess wall around it, a printed frame, or a square sample well.
     """
-    patch = up.patch
+    found = search_windows(up, 1)
+    return found[0] if found else None
+
+
+def search_windows(up: Upright, most: int) -> list[Window]:
+    """The best `most` distinct windows of the search, best first (see `search_window`).
+
+    A pale membrane barely darker than tinted plastic can score below a flat, neutral square sample well;
+    a caller that can tell the membrane by its lines (learning a brand) looks at the runners-up too.
+    A candidate whose membrane goes on past its box is dropped, not replaced by a piece of it.
+    """
     w, L = up.width, up.length
     ev = _evidence(up)
     if ev is None:
-        return None
+        return []
     grey, gx, e, runs, bridge, bx0, by0, lasting = ev
     by1, bx1 = by0 + grey.shape[0], bx0 + grey.shape[1]
     if float(e.max()) < 1.5:
-        return None
+        return []
     gap = max(2, int(0.025 * w))
     cols = _peaks(e, max(1.5, 0.12 * float(e.max())), gap, 22)
     # A column's strongest step may be the well's or the label's: the window's own, weaker side beside it is
@@ -170,8 +180,8 @@ def search_window(up: Upright) -> Window | None:
     for r0, r1 in ((0, int(0.62 * n)), (int(0.38 * n), n)):
         band = lasting[r0:r1].max(axis=0)
         cols = sorted(set(cols) | set(_peaks(band, max(1.5, 0.12 * float(band.max())), gap, 12)))
-    body = _Body(patch, grey, gx, runs, bridge, bx0, by0, L,
-                 np.median(patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0,
+    body = _Body(up.patch, grey, gx, runs, bridge, bx0, by0, L,
+                 np.median(up.patch[by0:by1, bx0:bx1].reshape(-1, 3), axis=0).astype(np.float64) + 1.0,
                  float(np.median(grey)))
     # Each column's stepping rows at both thresholds; every pair's runs at once.
     strong = np.stack([runs[:, c] >= max(1.5, 0.5 * e[c]) for c in cols], axis=1)
@@ -188,21 +198,35 @@ def search_window(up: Upright) -> Window | None:
                 cand = _candidate(body, cols[i], cols[j], int(ya) + bridge // 2, int(yb) - bridge // 2)
                 if cand is not None:
                     valid.append(cand)
-    if not valid:
-        return None
-    a, b, ya, yb = innermost(max(valid)[1], [v for _, v in valid], w, L)
-    if membrane_goes_on(grey, gx, a, b, ya, yb, L):
-        return None
-    ya, yb = grow_ends(grey, gx, a, b, ya, yb, L)
-    # The dilation above leaves a 3-column plateau; the raw steps over the run place each side exactly.
-    side = gx[ya:yb + 1].mean(axis=0)
-    a, b = _peak(side, a, 2), _peak(side, b, 2)
-    rows = grey[:, int(a + 1 + 0.15 * (b - a)):int(b + 1 - 0.15 * (b - a))].mean(axis=1)
-    reach = max(3, int(0.012 * L))
-    top = _refine(rows, ya, reach, +1)
-    bottom = _refine(rows, yb, reach, -1)
-    # Column j's step sits between pixels j and j+1 of the body crop.
-    return Window(bx0 + a + 0.5, by0 + top, bx0 + b + 0.5, by0 + bottom, 0.0)
+    boxes = [v for _, v in valid]
+    out: list[Window] = []
+    seen: list[tuple[int, int, int, int]] = []
+    for _, box in sorted(valid, reverse=True):
+        if len(seen) == most:
+            break
+        # Variants of one window (a column or a run apart) are one candidate.
+        if any(overlap(_as_window(box), _as_window(s)) > 0.3 for s in seen):
+            continue
+        seen.append(box)
+        a, b, ya, yb = innermost(box, boxes, w, L)
+        if membrane_goes_on(grey, gx, a, b, ya, yb, L):
+            continue
+        ya, yb = grow_ends(grey, gx, a, b, ya, yb, L)
+        # The dilation above leaves a 3-column plateau; the raw steps over the run place each side exactly.
+        side = gx[ya:yb + 1].mean(axis=0)
+        fa, fb = _peak(side, a, 2), _peak(side, b, 2)
+        rows = grey[:, int(fa + 1 + 0.15 * (fb - fa)):int(fb + 1 - 0.15 * (fb - fa))].mean(axis=1)
+        reach = max(3, int(0.012 * L))
+        top = _refine(rows, ya, reach, +1)
+        bottom = _refine(rows, yb, reach, -1)
+        # Column j's step sits between pixels j and j+1 of the body crop.
+        out.append(Window(bx0 + fa + 0.5, by0 + top, bx0 + fb + 0.5, by0 + bottom, 0.0))
+    return out
+
+
+def _as_window(box: tuple[int, int, int, int]) -> Window:
+    a, b, ya, yb = box
+    return Window(a, ya, b, yb, 0.0)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,15 @@ class Window:
     rim_contrast: float      # how much darker the recess wall is than the membrane (fraction)
 
 
+def overlap(a: Window, b: Window) -> float:
+    """Intersection over union of two windows."""
+    iw = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    ih = max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    inter = iw * ih
+    union = (a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def patch_to_image(center: tuple[float, float], angle: float, pw: float, ph: float) -> np.ndarray:
     a = math.radians(angle)
     c, s = math.cos(a), math.sin(a)
