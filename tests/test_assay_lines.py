@@ -1,9 +1,11 @@
-# measure_lines on synthetic membrane profiles: the window's ends and a wide learned line width leave T/C right.
+# Line measurement on synthetic membrane profiles: the window's ends and a wide learned line width leave T/C right;
+# an unseen brand's lines are read where they show.
 import numpy as np
 import pytest
 
+from station.assay.checks import adapt_lines
 from station.assay.lines import measure_lines, seen_sigma
-from station.striptypes import StripType
+from station.striptypes import BUILTIN_STRIP_TYPES, StripType
 
 
 def profile(n, lines, *, slope=0.01, curve=0.0, seed=0, noise=0.0004):
@@ -92,3 +94,16 @@ def test_a_membrane_background_that_bends_keeps_its_bend_under_the_lines():
             / true_ratio(lines) - 1
             for s in range(2) for period in (1.2, 2.0, 3.0) for phase in np.linspace(0, 2 * np.pi, 6, endpoint=False)]
     assert np.mean(np.abs(errs)) <= 0.02
+
+
+def test_a_faint_test_line_at_another_maker_s_spacing_is_read_where_it_shows():
+    """With only C standing clear, T was put at the default type's spacing: a faint T elsewhere was missed and
+    the card read T/C 0.12 for a true 0.53. A faint T is looked for first; with none, the typed spacing."""
+    default = BUILTIN_STRIP_TYPES["pesticide-generic"]          # T 0.35 from C 0.70: 0.35 apart
+    placed = {0.006: [], 0.0: []}
+    for t_peak, got in placed.items():
+        for seed in range(40):
+            prof = profile(120, [(0.40, t_peak, 0.022), (0.66, 0.05, 0.022)], seed=seed, noise=0.0015)
+            got.append(dict(adapt_lines(prof, default).lines)["T"])
+    assert np.mean(np.abs(np.array(placed[0.006]) - 0.40) < 0.02) >= 0.9           # old code: 0.25
+    assert np.mean(np.abs(np.array(placed[0.0]) - (0.66 - 0.35)) < 0.02) >= 0.95
