@@ -6,7 +6,8 @@ import pytest
 
 from station.assay import BUILTIN_STRIP_TYPES
 from station.assay.checks import find_peaks
-from station.decide.verdict import read_photo
+from station.assay.scores import LineReading, StripScore
+from station.decide.verdict import interpret, read_photo
 from station.lab.photogen import random_scene, render
 
 GENERIC = BUILTIN_STRIP_TYPES["pesticide-generic"]
@@ -90,6 +91,22 @@ def test_faint_control_line_is_still_read():
     assert s.control_line and s.verdict in ("negative", "positive")
     assert "LOW_SIGNAL" in s.quality
     assert abs(s.tc_ratio - truth["cassettes"][0]["tc_ratio"]) < 0.25
+
+
+@pytest.mark.parametrize("c_snr, verdict", [(20.0, "retake"), (60.0, "negative")])
+def test_a_ratio_the_noise_leaves_uncertain_is_refused_not_given(c_snr, verdict):
+    """T/C 1.4 on a control line 20 times the membrane's noise: uncertain by ±0.15, so refused (IMPRECISE);
+    three times cleaner, it is read. A card with no control line stays invalid whatever the noise."""
+    lines = [LineReading("T", 0.35, 0.35, 0.07, 0.46, c_snr * 1.1, True),
+             LineReading("C", 0.70, 0.70, 0.06, 0.33, c_snr, True)]
+    strip = StripScore(slot=0, center=(0.0, 0.0), angle=0.0, size=(100.0, 300.0), lines=lines)
+    interpret(strip, GENERIC)
+    assert strip.verdict == verdict and ("IMPRECISE" in strip.quality) == (verdict == "retake")
+    assert (strip.tc_ratio is None) == (verdict == "retake")
+    no_c = StripScore(slot=0, center=(0.0, 0.0), angle=0.0, size=(100.0, 300.0),
+                      lines=[lines[0], LineReading("C", 0.70, 0.70, 0.004, 0.02, 2.0, False)])
+    interpret(no_c, GENERIC)
+    assert no_c.verdict == "invalid" and "IMPRECISE" not in no_c.quality
 
 
 @pytest.mark.parametrize("scene_fault, cassette_fault, code", [

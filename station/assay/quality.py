@@ -19,16 +19,23 @@ CUT_OFF = "CUT_OFF"
 NO_CONTROL_LINE = "NO_CONTROL_LINE"
 LOW_SIGNAL = "LOW_SIGNAL"
 GEOMETRY_MISMATCH = "GEOMETRY_MISMATCH"
+IMPRECISE = "IMPRECISE"
 
 # Codes that make a reading untrustworthy: verdict "retake", no ratio.
 RETAKE_CODES = frozenset({GLARE, OVEREXPOSED, UNDEREXPOSED, BLURRED, TILTED, WINDOW_NOT_FOUND, CUT_OFF,
-                          GEOMETRY_MISMATCH})
+                          GEOMETRY_MISMATCH, IMPRECISE})
 
 MAX_TILT_DEG = 20.0
 SATURATED = 250          # sRGB code treated as clipped
 GLARE_RISE = 1.25        # membrane pixels this much brighter than its clean background are specular
 GLARE_FRACTION = 0.01
 OVER_FRACTION = 0.25
+# A ratio's standard uncertainty is about RATIO_NOISE_GAIN * sqrt(1 + ratio^2) / (C's peak SNR): T and C are
+# read over the same span of the same membrane, so each area carries about the same error. The gain is the
+# 85th percentile of the scatter of 17 faint-C cassettes (other makers' mouldings) photographed 12 times
+# each; a 0.2 error is then 2 standard uncertainties away at MAX_RATIO_SD.
+RATIO_NOISE_GAIN = 1.7
+MAX_RATIO_SD = 0.1
 UNDER_LINEAR = 0.05      # membrane below 5 % of full scale (sRGB code ~63): too few code values per line
 
 REASONS = {
@@ -41,6 +48,8 @@ REASONS = {
     CUT_OFF: "the cassette is cut off by the frame edge: move it toward the middle of the tray",
     NO_CONTROL_LINE: "no control line: the test did not run; repeat with a new cassette",
     LOW_SIGNAL: "the control line is faint: the reading is kept, but check the cassette lot and timing",
+    IMPRECISE: "the lines are too faint against the membrane's noise to give the ratio to within 0.1: "
+               "photograph it again, evenly lit; if this repeats, test again with a new cassette",
     GEOMETRY_MISMATCH: "the window or lines are not where this strip type puts them: is it this strip type? "
                        "(a new brand: `calib learn`); not read, retake",
 }
@@ -126,6 +135,11 @@ def edge_blur_px(up: Upright) -> float | None:
     if not sig:
         return None
     return float(np.median(sig))
+
+
+def ratio_sd(ratio: float, c_snr: float) -> float:
+    """The standard uncertainty of a T/C ratio read with a control line `c_snr` times the membrane's noise."""
+    return RATIO_NOISE_GAIN * math.sqrt(1.0 + ratio * ratio) / max(c_snr, 1e-6)
 
 
 def tilt_of(angle: float) -> float:

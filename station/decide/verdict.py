@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from station.assay.pipeline import score_image
-from station.assay.quality import LOW_SIGNAL, NO_CONTROL_LINE, REASONS, RETAKE_CODES
+from station.assay.quality import IMPRECISE, LOW_SIGNAL, MAX_RATIO_SD, NO_CONTROL_LINE, REASONS, RETAKE_CODES, ratio_sd
 from station.assay.scores import ImageScore, LineReading, StripScore
 from station.striptypes import StripType
 
@@ -45,8 +45,15 @@ def interpret(strip: StripScore, st: StripType) -> None:
         strip.quality.append(LOW_SIGNAL)
         strip.reason = REASONS[LOW_SIGNAL]
     tests = [r for r in readings if r.name != "C"]
+    ratios = {t.name: max(0.0, t.area) / c.area for t in tests}
+    if max(ratio_sd(r, c.snr) for r in ratios.values()) > MAX_RATIO_SD:
+        # A faint control line leaves the ratio to the noise (true 1.17 read 1.41): refused, not guessed.
+        strip.quality.append(IMPRECISE)
+        strip.verdict, strip.tc_ratio = "retake", None
+        strip.reason = REASONS[IMPRECISE]
+        return
     for t in tests:
-        ratio = max(0.0, t.area) / c.area
+        ratio = ratios[t.name]
         strip.tc_ratios[t.name] = ratio
         if st.format == "competitive":
             strip.line_verdicts[t.name] = "positive" if ratio < st.cutoff else "negative"
