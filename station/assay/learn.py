@@ -11,11 +11,11 @@ from station.assay.checks import find_peaks, net_profile
 from station.assay.locate import find_blobs
 from station.assay.profile import absorbance_profile, membrane_crop
 from station.assay.search import search_windows, window_says_well_down
-from station.assay.window import Upright, Window, overlap, refine_pose, upright
+from station.assay.window import Upright, Window, overlap, refine_pose, turned_angle, upright
 from station.striptypes import BUILTIN_STRIP_TYPES, DEFAULT_STRIP_TYPE, StripType
 
 MAX_LEARN_TILT = 15.0   # degrees: a reference photograph must be nearly upright to measure a geometry from
-LEARN_CANDIDATES = 3   # windows of the search tried, best first, until one shows the lines
+LEARN_CANDIDATES = 3    # windows of the search tried, best first, until one shows the lines
 MIN_LINE_GAP = 0.12     # of the window: printed lines closer than this are a misjudged window, not a card
 
 
@@ -65,7 +65,6 @@ def _windows(bgr: np.ndarray, center: tuple[float, float], angle: float, width: 
              length: float) -> list[tuple[Upright, float, Window]]:
     """The search's best windows, each with the view (and its angle) that has the sample well at the bottom."""
     up = upright(bgr, center, angle, width, length)
-    turned_angle = angle + 180.0 if angle <= 0 else angle - 180.0
     turned: Upright | None = None
     out = []
     for win in search_windows(up, LEARN_CANDIDATES):
@@ -73,11 +72,11 @@ def _windows(bgr: np.ndarray, center: tuple[float, float], angle: float, width: 
             out.append((up, angle, win))
             continue
         # Searched again the other way round, not mirrored: the edges are refined from the well end.
-        turned = turned or upright(bgr, center, turned_angle, width, length)
+        turned = turned or upright(bgr, center, turned_angle(angle), width, length)
         ph, pw = up.patch.shape[:2]
         mirrored = Window(pw - win.x1, ph - win.y1, pw - win.x0, ph - win.y0, win.rim_contrast)
         same = [t for t in search_windows(turned, LEARN_CANDIDATES) if overlap(t, mirrored) > 0.5]
-        out.append((turned, turned_angle, same[0] if same else mirrored))
+        out.append((turned, turned_angle(angle), same[0] if same else mirrored))
     return out
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from station.assay import quality as q
 from station.assay.search import confirm_window, search_window, window_says_well_down
-from station.assay.window import Upright, Window, expected_window, find_window, overlap, upright
+from station.assay.window import Upright, Window, expected_window, find_window, overlap, turned_angle, upright
 from station.striptypes import StripType
 
 # How far a learned geometry may be from what is seen: a moulding tolerance, not a different brand.
@@ -44,10 +44,6 @@ def _inside(a: Window, b: Window, slack: float) -> bool:
     return a.x0 >= b.x0 - slack and a.y0 >= b.y0 - slack and a.x1 <= b.x1 + slack and a.y1 <= b.y1 + slack
 
 
-def _turn(angle: float) -> float:
-    return angle + 180.0 if angle <= 0 else angle - 180.0
-
-
 def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: float, width: float, length: float,
           st: StripType) -> Placement:
     """The membrane window and the upright view (`up`, as posed) it was found in; a refusal code on disagreement."""
@@ -61,7 +57,7 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
         return Placement(up, angle, guided, False)
     if st.geometry == "learned" and (found is None or not _matches_learned(found, up, st)):
         # The learned geometry guides: its window, if the evidence confirms it there (either way round).
-        for view, a in ((up, angle), (upright(bgr, center, angle + 180.0, width, length), _turn(angle))):
+        for view, a in ((up, angle), (upright(bgr, center, angle + 180.0, width, length), turned_angle(angle))):
             confirmed = confirm_window(view, expected_window(view, st))
             if confirmed is not None:
                 return Placement(view, a, confirmed, True)
@@ -70,7 +66,7 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
         turned = upright(bgr, center, angle + 180.0, width, length)
         g2 = find_window(turned, st)
         if g2 is not None:
-            return Placement(turned, _turn(angle), g2, False)
+            return Placement(turned, turned_angle(angle), g2, False)
         return Placement(up, angle, None, False)
     if found is None:
         return Placement(up, angle, guided, False)
@@ -96,7 +92,7 @@ def place(bgr: np.ndarray, up: Upright, center: tuple[float, float], angle: floa
         turned = upright(bgr, center, angle + 180.0, width, length)
         again = search_window(turned)
         if again is not None:
-            up, angle, found, keep = turned, _turn(angle), again, None
+            up, angle, found, keep = turned, turned_angle(angle), again, None
             if not window_says_well_down(up, found, centre):
                 # Each way round the window seen says the well is at the other end: which end is the
                 # well is not known, and reading it the wrong way round swaps T and C.

@@ -39,6 +39,11 @@ def overlap(a: Window, b: Window) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def turned_angle(angle: float) -> float:
+    """The same pose the other way round, kept within (-180, 180]."""
+    return angle + 180.0 if angle <= 0 else angle - 180.0
+
+
 def patch_to_image(center: tuple[float, float], angle: float, pw: float, ph: float) -> np.ndarray:
     a = math.radians(angle)
     c, s = math.cos(a), math.sin(a)
