@@ -33,9 +33,9 @@ OVER_FRACTION = 0.25
 # A ratio's standard uncertainty is about RATIO_NOISE_GAIN * sqrt(1 + ratio^2) / (C's peak SNR): T and C are
 # read over the same span of the same membrane, so each area carries about the same error. The gain is the
 # 85th percentile of the scatter of 17 faint-C cassettes (other makers' mouldings) photographed 12 times
-# each; a 0.2 error is then 2 standard uncertainties away at MAX_RATIO_SD.
+# each; a 0.2 error is then 2.5 standard uncertainties away at MAX_RATIO_SD.
 RATIO_NOISE_GAIN = 1.7
-MAX_RATIO_SD = 0.1
+MAX_RATIO_SD = 0.08
 UNDER_LINEAR = 0.05      # membrane below 5 % of full scale (sRGB code ~63): too few code values per line
 
 REASONS = {
@@ -48,7 +48,7 @@ REASONS = {
     CUT_OFF: "the cassette is cut off by the frame edge: move it toward the middle of the tray",
     NO_CONTROL_LINE: "no control line: the test did not run; repeat with a new cassette",
     LOW_SIGNAL: "the control line is faint: the reading is kept, but check the cassette lot and timing",
-    IMPRECISE: "the lines are too faint against the membrane's noise to give the ratio to within 0.1: "
+    IMPRECISE: "the lines are too faint against the membrane's noise for a trustworthy ratio: "
                "photograph it again, evenly lit; if this repeats, test again with a new cassette",
     GEOMETRY_MISMATCH: "the window or lines are not where this strip type puts them: is it this strip type? "
                        "(a new brand: `calib learn`); not read, retake",
