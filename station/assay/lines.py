@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from station.assay.defocus import corrected_area
 from station.assay.fast import robust_sd
 from station.assay.profile import robust_baseline
 from station.assay.scores import LineReading
@@ -53,7 +54,7 @@ def _extent(net: np.ndarray, i: int, level: float, sig_px: float) -> slice:
 
 def measure_lines(prof: np.ndarray, st: StripType,
                   to_green: Callable[[np.ndarray], np.ndarray] | None = None,
-                  ) -> tuple[list[LineReading], np.ndarray, float]:
+                  blur: float = 0.0) -> tuple[list[LineReading], np.ndarray, float]:
     """Return line readings, the baseline, and the profile noise (absorbance units)."""
     n = len(prof)
     pos = (np.arange(n) + 0.5) / n
@@ -109,6 +110,8 @@ def measure_lines(prof: np.ndarray, st: StripType,
         # Only where the line is seen: a wide learned width must not take in the rim's shade at the end.
         win = (np.abs(pos - centre) <= span) & zones[name]
         area = float(net[win].sum()) * 100.0 / n
+        if blur > 0 and found:
+            area = corrected_area(area, seen_sigma(net_sm, i, noise, 0.5 * sig_px, sig_px), blur, n / 100.0)
         readings.append(LineReading(name, p, float(centre), peak, area, peak / noise, found))
     return readings, base, noise
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from station.assay import quality as q
 from station.assay.checks import adapt_lines, line_check, on_peaks
+from station.assay.defocus import optical_blur
 from station.assay.lines import measure_lines
 from station.assay.locate import find_blobs
 from station.assay.place import place
@@ -81,14 +82,14 @@ def score_strip(bgr: np.ndarray, blob, slot: int, st: StripType) -> StripScore:
     st_read = adapt_lines(prof, st) if placed.searched and st.geometry == "nominal" else st
     if st_read is None:
         st_read, placed.code = st, q.GEOMETRY_MISMATCH
-    readings, base, noise = measure_lines(prof, st_read, luma_to_green(crop))
+    readings, base, noise = measure_lines(prof, st_read, luma_to_green(crop), optical_blur(blur))
     if st.geometry == "nominal" and placed.confirmed and placed.code is None and \
             not (_c_seen(readings, st) and line_check(prof, readings, st) and on_peaks(prof, readings, st)):
         # A nominal type's window where typed, and confirmed by the search, but its lines not where typed
         # (another maker's card in the same moulding): read where this membrane shows them.
         alt = adapt_lines(prof, st)
         if alt is not None and alt.lines != st.lines:
-            r2, b2, n2 = measure_lines(prof, alt, luma_to_green(crop))
+            r2, b2, n2 = measure_lines(prof, alt, luma_to_green(crop), optical_blur(blur))
             if line_check(prof, r2, alt):
                 st_read, readings, base, noise = alt, r2, b2, n2
     if placed.code is None and not line_check(prof, readings, st_read):
