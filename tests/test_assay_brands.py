@@ -415,3 +415,11 @@ def test_a_faint_control_line_on_a_small_cassette_gives_retake_not_a_ratio_off_b
     got = _errors(read_photo(img, DEFAULT), truth)
     assert sorted(v for v, _ in got) == ["positive", "retake"], got
     assert all(e is None or e <= 0.08 for _, e in got), got
+
+
+def test_a_wide_control_line_a_hair_off_horizontal_does_not_end_the_window():
+    """C of sigma 3.7 px, a hair off horizontal, left 11 uneven rows: more than the 9 bridged as a line, so the
+    searched window ended at C and T was read as C (true T/C 0.84 read 0.00, a false positive)."""
+    img, truth = _set_photo(21, 24242424, 24000)
+    errs = _errors(read_photo(img, DEFAULT), truth)
+    assert all(e is not None and e <= 0.08 for _, e in errs), errs

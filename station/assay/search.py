@@ -22,6 +22,7 @@ from station.assay.window import Upright, Window, overlap
 
 MIN_W, MAX_W = 0.15, 0.85     # window width as a fraction of the cassette width
 MIN_H, MAX_H = 0.06, 0.60     # window height as a fraction of the cassette length
+LINE_ROWS = 0.03              # of the cassette length: the most rows a line a hair off horizontal leaves uneven
 MIN_LONG = 0.8                # window length over its width, in pixels, at least
 
 
@@ -264,7 +265,8 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
     # clearly brighter than it is plastic beyond its end.
     flat_rows = (spread < max(0.06, 3 * median(spread))) & (level <= 1.05 * mid + 2.0)
     # A strong line, a hair off horizontal, leaves its rows uneven: a short darker gap is a line, not an end.
-    r0, r1 = longest_run(bridge_lines(flat_rows, level, mid, body.bridge), 2)
+    # A wide one (sigma 3.7 px) left 11 uneven rows, and the window ended at C: T was read as C, T/C 0.00.
+    r0, r1 = longest_run(bridge_lines(flat_rows, level, mid, max(body.bridge, int(LINE_ROWS * L))), 2)
     r0, r1 = trim_ends(level, r0, r1)
     ya, yb = ya + r0, ya + r1
     # The lines need room: a result window runs along the strip, longer than it is wide. A shorter one is
