@@ -41,6 +41,9 @@ def longest_runs(masks: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
+LINE_ROWS = 0.03    # of the cassette length: the most rows a line takes (a wide one a hair off horizontal)
+
+
 def membrane_columns(grey: np.ndarray, a: int, b: int) -> np.ndarray:
     """The columns of a box between side columns a and b clear of the side edges' blur and shade."""
     inset = max(2, int(0.15 * (b - a)))
@@ -109,19 +112,28 @@ def grow_ends(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, yb: int
     towards one end faster than the trim allows for. A shortened window puts the lines off their places (T
     read where there was none: a false positive). Past a true end lie plastic, print or a rim: another
     level, or no side steps in the membrane's columns.
+
+    No line lies at a window's very end: past an end that a strong line stands against, one side's step
+    standing is enough. Beside a membrane close to the plastic's tone one side's step can fade for good;
+    the box then ended just past T, T was read as bare membrane and a true T/C 1.17 as 0.00.
     """
     level = membrane_columns(grey, a, b).mean(axis=1)
-    step = np.minimum(side_step(gx, a), side_step(gx, b))
+    sides = (side_step(gx, a), side_step(gx, b))
+    step = np.minimum(*sides)
     least = 0.5 * median(step[ya:yb + 1])
+    either = (sides[0] >= 0.5 * median(sides[0][ya:yb + 1])) | (sides[1] >= 0.5 * median(sides[1][ya:yb + 1]))
     most = end_reach(L)      # farther, membrane_goes_on has found a fragment
     ends = []
     for sign, start in ((-1, ya), (1, yb)):
         ref = median(level[start:start + 5] if sign < 0 else level[start - 4:start + 1])
         lo, hi = membrane_band(ref)
+        reach = int(LINE_ROWS * L)
+        inside = level[start:start + reach + 1] if sign < 0 else level[max(0, start - reach):start + 1]
+        against = inside.size > 0 and float(inside.min()) < ref - max(6.0, 0.05 * ref)
         end = start
         for _ in range(most):
             k = end + sign
-            if not 0 <= k < len(level) or not lo <= level[k] <= hi or step[k] < least:
+            if not 0 <= k < len(level) or not lo <= level[k] <= hi or not (either[k] if against else step[k] >= least):
                 break
             end = k
         ends.append(end)

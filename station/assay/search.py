@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from station.assay.extent import (
+    LINE_ROWS,
     bridge_lines,
     grow_ends,
     innermost,
@@ -22,7 +23,6 @@ from station.assay.window import Upright, Window, overlap
 
 MIN_W, MAX_W = 0.15, 0.85     # window width as a fraction of the cassette width
 MIN_H, MAX_H = 0.06, 0.60     # window height as a fraction of the cassette length
-LINE_ROWS = 0.03              # of the cassette length: the most rows a line a hair off horizontal leaves uneven
 MIN_LONG = 0.8                # window length over its width, in pixels, at least
 
 
