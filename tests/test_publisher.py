@@ -113,6 +113,18 @@ def next_event(events, kind, timeout=10.0, seq=None):
     raise AssertionError(f"no {kind} event in {timeout} s; saw {seen}")
 
 
+def wait_subscribed(pub, timeout=10.0) -> None:
+    """Until the broker has acknowledged the publisher's subscriptions: "connected" is posted when they are
+    sent, and an ack published before the broker holds them is, rightly, never delivered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = pub._worker.session
+        if s is not None and s.subscribed_at is not None:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no SUBACK in {timeout} s")
+
+
 def ack_for(kit, j: Journal, n: int, key=None, station=None, head=None, checkpoint=None) -> bytes:
     e = j.get(n)
     return build_ack(key or kit.town_key, "town/1", station or kit.ident.path, n, head or e.msg_hash, checkpoint)
@@ -196,6 +208,7 @@ def test_ack_verification_refuses_bad_signature_wrong_station_and_head_mismatch(
     pub.start()
     try:
         next_event(events, "connected")
+        wait_subscribed(pub)
         sniff.publish(topic(kit, "ack"), ack_for(kit, j, 3, key=Ed25519PrivateKey.generate()))
         assert "signature" in next_event(events, "refused").detail
         sniff.publish(topic(kit, "ack"), ack_for(kit, j, 3, head="ab" * 32))
