@@ -431,3 +431,19 @@ def test_a_window_ending_just_past_t_is_carried_on_where_one_side_step_stands():
     img, truth = _set_photo(1, 26262626, 26001)
     errs = _errors(read_photo(img, DEFAULT), truth)
     assert all(e is not None and e <= 0.08 for _, e in errs), errs
+
+
+def test_a_no_c_card_in_a_dark_rim_whose_side_step_fades_where_light_falls_off_is_invalid():
+    """Light falling off towards the far end of a darker membrane in a dark rim: its last rows were trimmed as
+    rim, and the right side's step, faint there, did not carry the box back over them (cut 12 %). The window
+    then matched neither the learned one nor the default type's confirmation: a card with no control line was
+    a retake (GEOMETRY_MISMATCH), learned and unconfigured, not invalid."""
+    brand = make_brand(26005)
+    ref = cv2.imdecode(np.frombuffer(reference(brand, 26262626), np.uint8), cv2.IMREAD_COLOR)
+    st = learn(ref, name="b", analyte="a").strip_type
+    img, truth = _set_photo(51, 26262626, 26005)
+    (no_c,) = truth["cassettes"]
+    assert "no_c" in no_c["faults"]
+    for t in (st, DEFAULT):
+        (s,) = read_photo(img, t).strips
+        assert s.verdict == "invalid", (t.name, s.verdict, s.quality)

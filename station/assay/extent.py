@@ -103,6 +103,10 @@ def membrane_band(ref: float) -> tuple[float, float]:
     return ref - max(2.0, 0.015 * ref), ref + max(3.0, 0.03 * ref)
 
 
+# Row-to-row change of level that is the membrane going on (light falling off along it), of its level.
+SMOOTH_ROW = 0.005
+
+
 def grow_ends(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, yb: int, L: float) -> tuple[int, int]:
     """Rows ya..yb carried on past either end over rows that are still the membrane next to that end: its
     level, and both side steps standing.
@@ -115,7 +119,9 @@ def grow_ends(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, yb: int
 
     No line lies at a window's very end: past an end that a strong line stands against, one side's step
     standing is enough. Beside a membrane close to the plastic's tone one side's step can fade for good;
-    the box then ended just past T, T was read as bare membrane and a true T/C 1.17 as 0.00.
+    the box then ended just past T, T was read as bare membrane and a true T/C 1.17 as 0.00. Nor is more
+    needed over a row that carries the membrane's level on smoothly, as falling light does (a rim or plastic
+    is a step): one side's step faint there left the box short of a no-C card's far end, the card a retake.
     """
     level = membrane_columns(grey, a, b).mean(axis=1)
     sides = (side_step(gx, a), side_step(gx, b))
@@ -133,7 +139,11 @@ def grow_ends(grey: np.ndarray, gx: np.ndarray, a: int, b: int, ya: int, yb: int
         end = start
         for _ in range(most):
             k = end + sign
-            if not 0 <= k < len(level) or not lo <= level[k] <= hi or not (either[k] if against else step[k] >= least):
+            if not 0 <= k < len(level) or not lo <= level[k] <= hi:
+                break
+            # A row that carries the membrane's level on smoothly, not a step onto something else.
+            smooth = abs(float(level[k] - level[end])) <= max(1.0, SMOOTH_ROW * ref)
+            if not (either[k] if against or smooth else step[k] >= least):
                 break
             end = k
         ends.append(end)
