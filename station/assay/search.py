@@ -249,7 +249,8 @@ def _candidate(body: _Body, a: int, b: int, ya: int, yb: int) -> tuple[float, tu
     """(score, box) of the window between side columns a and b over rows ya..yb (the bridging dilation
     already taken off), or None when what lies between is no membrane."""
     grey, gx, runs, L = body.grey, body.gx, body.runs, body.L
-    if not MIN_H * L <= yb - ya <= MAX_H * L:
+    # The rows only shrink below: a box already too short, or wider than long, is none.
+    if not MIN_H * L <= yb - ya <= MAX_H * L or yb - ya < MIN_LONG * (b - a):
         return None
     inner = membrane_columns(grey, a, b)[ya:yb + 1]
     if inner.size == 0 or b - a < 8:
