@@ -113,16 +113,11 @@ def next_event(events, kind, timeout=10.0, seq=None):
     raise AssertionError(f"no {kind} event in {timeout} s; saw {seen}")
 
 
-def wait_subscribed(pub, timeout=10.0) -> None:
+def wait_subscribed(pub) -> None:
     """Until the broker has acknowledged the publisher's subscriptions: "connected" is posted when they are
     sent, and an ack published before the broker holds them is, rightly, never delivered."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        s = pub._worker.session
-        if s is not None and s.subscribed_at is not None:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"no SUBACK in {timeout} s")
+    wait_for(lambda: pub._worker.session is not None and pub._worker.session.subscribed_at is not None,
+             what="SUBACK of the publisher's subscriptions")
 
 
 def ack_for(kit, j: Journal, n: int, key=None, station=None, head=None, checkpoint=None) -> bytes:
